@@ -148,11 +148,11 @@ func parsePHC(s string) (phc, error) {
 		return out, err
 	}
 
-	salt, err := b64.DecodeString(parts[4])
+	salt, err := decodeB64(parts[4])
 	if err != nil {
 		return out, fmt.Errorf("%w: salt: %w", ErrMalformedHash, err)
 	}
-	hash, err := b64.DecodeString(parts[5])
+	hash, err := decodeB64(parts[5])
 	if err != nil {
 		return out, fmt.Errorf("%w: hash: %w", ErrMalformedHash, err)
 	}
@@ -164,6 +164,21 @@ func parsePHC(s string) (phc, error) {
 		return out, fmt.Errorf("%w: %w", ErrMalformedHash, err)
 	}
 	return out, nil
+}
+
+// decodeB64 decodes unpadded standard base64. Unlike the encoding package
+// alone, it refuses the line breaks that package skips, so an accepted value
+// has exactly one spelling.
+func decodeB64(s string) ([]byte, error) {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		ok := 'A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || '0' <= c && c <= '9' ||
+			c == '+' || c == '/'
+		if !ok {
+			return nil, fmt.Errorf("byte %d is not base64", i)
+		}
+	}
+	return b64.DecodeString(s)
 }
 
 // parseCosts reads "m=<kib>,t=<passes>,p=<lanes>" in that order, the only

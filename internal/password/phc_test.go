@@ -230,6 +230,8 @@ func TestMalformedPHC(t *testing.T) {
 			strings.TrimSuffix(hash, "M") + "N"},
 		{"empty hash", "$argon2id$v=19$m=64,t=1,p=1$" + salt + "$"},
 		{"short hash", "$argon2id$v=19$m=64,t=1,p=1$" + salt + "$TUhCoV6YH8thtZpQ"},
+		{"line break in hash", "$argon2id$v=19$m=64,t=1,p=1$" + salt + "$" +
+			hash[:10] + "\n" + hash[10:]},
 		{"space", "$argon2id$v=19$m=64,t=1,p=1$" + salt + "$" + hash + " "},
 	}
 	h := NewHasher(tinyParams, 1, 0)
