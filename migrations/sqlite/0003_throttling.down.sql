@@ -1,0 +1,4 @@
+DROP TABLE login_failures;
+
+ALTER TABLE users DROP COLUMN otp_last_failure_at;
+ALTER TABLE users DROP COLUMN otp_failures;
