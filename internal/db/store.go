@@ -101,7 +101,7 @@ type Store interface {
 	//     TwoFactorSecret (else model.ErrTwoFactorDisabled) and
 	//     TOTPLastStep < p.Step (else model.ErrStepUsed);
 	//   - with p.RecoveryCode != nil: marks the user's unused recovery code
-	//     with that hash used at p.Now, else model.ErrNotFound;
+	//     with that hash used at p.Now, else model.ErrBadRecoveryCode;
 	//   - resets the second-factor failure count;
 	//   - rotates the session as RotateSession does (model.ErrNotFound),
 	//     setting TwoFactorVerified true and ExpiresAt p.ExpiresAt.

@@ -28,6 +28,10 @@ var (
 	// session and secret the call named.
 	ErrNoEnrollment = errors.New("no pending enrolment")
 
+	// ErrBadRecoveryCode means the user has no unused recovery code with the
+	// hash offered.
+	ErrBadRecoveryCode = errors.New("no such unused recovery code")
+
 	// ErrTwoFactorDisabled means the user has no confirmed second factor.
 	ErrTwoFactorDisabled = errors.New("two-factor authentication not enabled")
 
