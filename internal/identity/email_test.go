@@ -98,6 +98,8 @@ func TestDifferentAccounts(t *testing.T) {
 	}
 }
 
+// TestTypedForm checks that the typed form keeps case and compatibility
+// characters and only trims spaces and composes.
 func TestTypedForm(t *testing.T) {
 	tests := []struct{ in, typed string }{
 		{"Alice@Example.COM", "Alice@Example.COM"},
@@ -116,6 +118,8 @@ func TestTypedForm(t *testing.T) {
 	}
 }
 
+// TestRefused lists addresses that must be refused and the rule that
+// refuses each.
 func TestRefused(t *testing.T) {
 	// 64-octet local part, then labels to reach the length wanted.
 	local := strings.Repeat("a", 64)
@@ -226,6 +230,7 @@ func TestCanonicalTooLong(t *testing.T) {
 	}
 }
 
+// TestErrorsDoNotEchoInput checks that no error quotes the address.
 func TestErrorsDoNotEchoInput(t *testing.T) {
 	inputs := []string{
 		"qz7secret <qz7secret@example.com>",
@@ -245,6 +250,8 @@ func TestErrorsDoNotEchoInput(t *testing.T) {
 	}
 }
 
+// TestHeaderValue checks the ASCII header form: typed local part with
+// non-ASCII bytes and '%' encoded, IDNA domain.
 func TestHeaderValue(t *testing.T) {
 	tests := []struct{ in, want string }{
 		{"Alice@Example.COM", "Alice@example.com"},
@@ -272,6 +279,7 @@ func TestHeaderValue(t *testing.T) {
 	}
 }
 
+// TestPercentEncode checks the byte encoding on its own.
 func TestPercentEncode(t *testing.T) {
 	tests := []struct{ in, want string }{
 		{"", ""},

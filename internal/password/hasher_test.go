@@ -50,6 +50,8 @@ func hashAsync(h *Hasher, ctx context.Context) <-chan error {
 	return done
 }
 
+// TestHasherBound fills every slot, shows a further caller waiting and then
+// busy when its wait times out, and lets the others finish.
 func TestHasherBound(t *testing.T) {
 	const n = 3
 	h, g := newGatedHasher(t, n)
@@ -88,6 +90,8 @@ func TestHasherBound(t *testing.T) {
 	}
 }
 
+// TestHasherWaiterGetsFreedSlot shows a waiting caller taking the slot that
+// a finished hash gives back, before its wait times out.
 func TestHasherWaiterGetsFreedSlot(t *testing.T) {
 	h, g := newGatedHasher(t, 1)
 	ctx := context.Background()
@@ -108,6 +112,7 @@ func TestHasherWaiterGetsFreedSlot(t *testing.T) {
 	}
 }
 
+// TestHasherContextEndsWait cancels a waiting caller's context.
 func TestHasherContextEndsWait(t *testing.T) {
 	h, g := newGatedHasher(t, 1)
 
@@ -129,6 +134,8 @@ func TestHasherContextEndsWait(t *testing.T) {
 	}
 }
 
+// TestHasherEndedContextDoesNoWork calls every method with a cancelled
+// context on an idle Hasher.
 func TestHasherEndedContextDoesNoWork(t *testing.T) {
 	h, _ := newGatedHasher(t, 1)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -170,6 +177,8 @@ func TestHasherRealTimer(t *testing.T) {
 	}
 }
 
+// TestVerifyDummyDoesTheWork checks that VerifyDummy derives one hash with
+// the current parameters and gives its slot back.
 func TestVerifyDummyDoesTheWork(t *testing.T) {
 	h := NewHasher(tinyParams, 1, 0)
 	var got []Params

@@ -46,6 +46,8 @@ var referenceVectors = []struct {
 	},
 }
 
+// TestReferenceVectors verifies hashes made by the reference tool, and
+// refuses them for a password one character longer.
 func TestReferenceVectors(t *testing.T) {
 	h := NewHasher(DefaultParams(), 2, 0)
 	for _, tc := range referenceVectors {
@@ -98,6 +100,8 @@ func TestVerifyNormalizesPassword(t *testing.T) {
 	}
 }
 
+// TestHashRoundTrip hashes, parses, re-encodes and verifies, with ASCII,
+// CJK and empty passwords.
 func TestHashRoundTrip(t *testing.T) {
 	h := NewHasher(tinyParams, 2, 0)
 	ctx := context.Background()
@@ -133,6 +137,7 @@ func TestHashRoundTrip(t *testing.T) {
 	}
 }
 
+// TestHashUsesFreshSalt hashes one password twice and expects two hashes.
 func TestHashUsesFreshSalt(t *testing.T) {
 	h := NewHasher(tinyParams, 1, 0)
 	a, err := h.Hash(context.Background(), "same password")
@@ -148,6 +153,8 @@ func TestHashUsesFreshSalt(t *testing.T) {
 	}
 }
 
+// TestRehashDetection verifies one stored hash under changed parameters:
+// any change asks for a rehash, but only after a successful match.
 func TestRehashDetection(t *testing.T) {
 	ctx := context.Background()
 	old := NewHasher(tinyParams, 1, 0)
@@ -193,6 +200,8 @@ func TestRehashDetection(t *testing.T) {
 	}
 }
 
+// TestMalformedPHC feeds broken or unsupported PHC strings to the parser
+// and to Verify; both must refuse them with ErrMalformedHash.
 func TestMalformedPHC(t *testing.T) {
 	const (
 		salt = "c2FsdHNhbHRzYWx0c2FsdA"
@@ -254,6 +263,7 @@ func TestMalformedPHC(t *testing.T) {
 	}
 }
 
+// TestParamsValidate checks the limits on configured parameters.
 func TestParamsValidate(t *testing.T) {
 	tests := []struct {
 		name    string
@@ -281,6 +291,8 @@ func TestParamsValidate(t *testing.T) {
 	}
 }
 
+// TestDefaultParamsMeetMinimum holds the defaults to the OWASP minimum and
+// checks that zero parameters take them.
 func TestDefaultParamsMeetMinimum(t *testing.T) {
 	p := DefaultParams()
 	if p.Memory < 19*1024 || p.Time < 2 || p.Threads < 1 || p.SaltLen < 16 || p.KeyLen < 32 {
@@ -291,6 +303,8 @@ func TestDefaultParamsMeetMinimum(t *testing.T) {
 	}
 }
 
+// FuzzParsePHC checks that the parser never panics, wraps every error in
+// ErrMalformedHash, and accepts only the one spelling it writes itself.
 func FuzzParsePHC(f *testing.F) {
 	for _, v := range referenceVectors {
 		f.Add(v.phc)
@@ -317,6 +331,7 @@ func FuzzParsePHC(f *testing.F) {
 	})
 }
 
+// BenchmarkHash measures one hash with the default parameters.
 func BenchmarkHash(b *testing.B) {
 	h := NewHasher(DefaultParams(), 1, 0)
 	ctx := context.Background()

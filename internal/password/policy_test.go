@@ -9,6 +9,8 @@ import (
 	"golang.org/x/text/unicode/norm"
 )
 
+// TestNormalize covers NFC, the length limits counted in code points after
+// NFC, and invalid UTF-8.
 func TestNormalize(t *testing.T) {
 	tests := []struct {
 		name    string
@@ -60,6 +62,8 @@ func TestNormalize(t *testing.T) {
 	}
 }
 
+// TestNormalizeNFCAndNFDAgree normalises composed and decomposed spellings
+// to the same string.
 func TestNormalizeNFCAndNFDAgree(t *testing.T) {
 	pairs := [][2]string{
 		{"P\u00e4ssw\u00f6rter sind lang", "Pa\u0308sswo\u0308rter sind lang"},
@@ -80,6 +84,8 @@ func TestNormalizeNFCAndNFDAgree(t *testing.T) {
 	}
 }
 
+// TestCheck covers the common list, the email rule and the repeated length
+// and UTF-8 checks.
 func TestCheck(t *testing.T) {
 	tests := []struct {
 		name    string
@@ -150,6 +156,8 @@ func TestReasonsDoNotEchoPassword(t *testing.T) {
 	}
 }
 
+// TestCommonList checks the shipped list: its size, its form, and that
+// every entry is refused upper-cased.
 func TestCommonList(t *testing.T) {
 	if len(common) < 10000 {
 		t.Fatalf("common list has %d entries, want the full shipped list", len(common))
@@ -177,6 +185,8 @@ func TestCommonList(t *testing.T) {
 	}
 }
 
+// TestParseListSkipsCommentsAndBlanks reads a small list with a header,
+// a blank line and a CRLF line end.
 func TestParseListSkipsCommentsAndBlanks(t *testing.T) {
 	set := parseList("# header\n\nFirstOne\r\nsecondone\n")
 	if len(set) != 2 {
