@@ -33,6 +33,8 @@ func newTestRing(t testing.TB, current []byte, previous ...[]byte) *Keyring {
 	return kr
 }
 
+// TestParseKey accepts padded and unpadded standard base64 and refuses
+// every other encoding and length without echoing the input.
 func TestParseKey(t *testing.T) {
 	raw := bytes.Repeat([]byte{0xfb, 0xef, 0x01, 0x7e}, 8)
 	padded := base64.StdEncoding.EncodeToString(raw)
@@ -84,6 +86,7 @@ func TestParseKey(t *testing.T) {
 	}
 }
 
+// TestNewKeyring checks key lengths and that repeated keys are dropped.
 func TestNewKeyring(t *testing.T) {
 	a, b := newTestKey(t), newTestKey(t)
 	tests := []struct {
@@ -120,6 +123,8 @@ func TestNewKeyring(t *testing.T) {
 	}
 }
 
+// TestNewKeyringCopiesKeys checks that the ring keeps its own copy of
+// each key, so callers may wipe theirs.
 func TestNewKeyringCopiesKeys(t *testing.T) {
 	k := newTestKey(t)
 	kr := newTestRing(t, k)
@@ -139,6 +144,8 @@ func TestNewKeyringCopiesKeys(t *testing.T) {
 	}
 }
 
+// TestSealOpenRoundTrip checks sizes, that the plaintext does not show,
+// and that Open gives it back under the current key.
 func TestSealOpenRoundTrip(t *testing.T) {
 	kr := newTestRing(t, newTestKey(t))
 	tests := []struct {
@@ -178,6 +185,8 @@ func TestSealOpenRoundTrip(t *testing.T) {
 	}
 }
 
+// TestSealUsesFreshNonces seals one plaintext repeatedly: GCM loses both
+// secrecy and integrity if a nonce ever repeats under one key.
 func TestSealUsesFreshNonces(t *testing.T) {
 	kr := newTestRing(t, newTestKey(t))
 	seen := make(map[string]bool)
@@ -194,6 +203,8 @@ func TestSealUsesFreshNonces(t *testing.T) {
 	}
 }
 
+// TestOpenWrongAssociatedData models a sealed secret copied to another
+// user's row: it must not open there.
 func TestOpenWrongAssociatedData(t *testing.T) {
 	kr := newTestRing(t, newTestKey(t))
 	sealed, err := kr.Seal([]byte("secret"), []byte("user-1"))
@@ -208,6 +219,8 @@ func TestOpenWrongAssociatedData(t *testing.T) {
 	}
 }
 
+// TestOpenTampered flips every bit of a sealed value in turn and cuts or
+// extends it.
 func TestOpenTampered(t *testing.T) {
 	kr := newTestRing(t, newTestKey(t))
 	ad := []byte("user-1")
@@ -252,6 +265,8 @@ func TestOpenTampered(t *testing.T) {
 	}
 }
 
+// TestOpenPreviousKey walks through a key rotation: old values open and
+// are flagged, re-sealing moves them to the new key.
 func TestOpenPreviousKey(t *testing.T) {
 	oldKey, newKey := newTestKey(t), newTestKey(t)
 	ad := []byte("user-1")
@@ -294,6 +309,9 @@ func TestOpenPreviousKey(t *testing.T) {
 	}
 }
 
+// TestOpenUnknownKey checks that a value from another ring is reported as
+// an unknown key, which start-up turns into a clear message, and not as
+// corruption.
 func TestOpenUnknownKey(t *testing.T) {
 	ad := []byte("u")
 	sealed, err := newTestRing(t, newTestKey(t)).Seal([]byte("x"), ad)
@@ -356,6 +374,8 @@ func TestFormat(t *testing.T) {
 	}
 }
 
+// TestDerive checks that derived keys depend on purpose and key, and that
+// previous keys derive what they did when they were current.
 func TestDerive(t *testing.T) {
 	a, b, c := newTestKey(t), newTestKey(t), newTestKey(t)
 	kr := newTestRing(t, a, b, c)
@@ -405,6 +425,8 @@ func TestDeriveRFC5869(t *testing.T) {
 	}
 }
 
+// FuzzOpen feeds Open arbitrary input: it must never panic, must report
+// only its documented errors, and must not change its input.
 func FuzzOpen(f *testing.F) {
 	k := bytes.Repeat([]byte{7}, KeySize)
 	prev := bytes.Repeat([]byte{9}, KeySize)
@@ -455,6 +477,7 @@ func FuzzOpen(f *testing.F) {
 	})
 }
 
+// BenchmarkSeal measures sealing a TOTP secret bound to a user id.
 func BenchmarkSeal(b *testing.B) {
 	kr := newTestRing(b, newTestKey(b))
 	secret := bytes.Repeat([]byte{1}, 20)
@@ -467,6 +490,7 @@ func BenchmarkSeal(b *testing.B) {
 	}
 }
 
+// BenchmarkOpen measures opening a TOTP secret, as every code check does.
 func BenchmarkOpen(b *testing.B) {
 	kr := newTestRing(b, newTestKey(b), newTestKey(b))
 	ad := []byte("0190c1a2-7e4b-7c3d-9a11-3f2e1d0c9b8a")

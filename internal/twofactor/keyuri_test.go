@@ -9,6 +9,7 @@ import (
 	"unicode/utf8"
 )
 
+// TestNewSecret checks the length of secrets and that two differ.
 func TestNewSecret(t *testing.T) {
 	a, err := NewSecret()
 	if err != nil {
@@ -26,6 +27,8 @@ func TestNewSecret(t *testing.T) {
 	}
 }
 
+// TestEncodeSecret checks the unpadded upper-case base32 form, including
+// lengths that padded base32 would pad.
 func TestEncodeSecret(t *testing.T) {
 	tests := []struct {
 		secret []byte
@@ -46,6 +49,8 @@ func TestEncodeSecret(t *testing.T) {
 	}
 }
 
+// TestCheckIssuer accepts ordinary and non-ASCII names and refuses what
+// would break the label or mislead users in their app.
 func TestCheckIssuer(t *testing.T) {
 	tests := []struct {
 		issuer string
@@ -86,6 +91,8 @@ func TestCheckIssuer(t *testing.T) {
 	}
 }
 
+// TestKeyURIExact pins the whole URI, parameter order included, for a few
+// simple inputs.
 func TestKeyURIExact(t *testing.T) {
 	const secret = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ"
 	const tail = "&algorithm=SHA1&digits=6&period=30"
@@ -187,6 +194,8 @@ func checkKeyURI(t *testing.T, uri, issuer, account, secret string) {
 	}
 }
 
+// TestKeyURIRoundTrip parses the URI of every tricky case back and checks
+// that it is plain ASCII.
 func TestKeyURIRoundTrip(t *testing.T) {
 	secret := EncodeSecret([]byte("12345678901234567890"))
 	for _, c := range uriCases {
@@ -205,6 +214,8 @@ func TestKeyURIRoundTrip(t *testing.T) {
 	}
 }
 
+// FuzzKeyURI checks that any issuer, account and secret, valid UTF-8 or
+// not, come back unchanged from a standard parser.
 func FuzzKeyURI(f *testing.F) {
 	for _, c := range uriCases {
 		f.Add(c.issuer, c.account, "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ")
@@ -217,6 +228,7 @@ func FuzzKeyURI(f *testing.F) {
 	})
 }
 
+// BenchmarkKeyURI measures building a URI with characters to escape.
 func BenchmarkKeyURI(b *testing.B) {
 	secret := EncodeSecret([]byte("12345678901234567890"))
 	b.ReportAllocs()

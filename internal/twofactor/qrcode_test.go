@@ -76,6 +76,8 @@ func isBlack(t *testing.T, c color.Color) bool {
 	return false
 }
 
+// TestQRCodePNGGeometry checks the image pixel by pixel against the
+// module grid: whole pixels per module and a white quiet zone.
 func TestQRCodePNGGeometry(t *testing.T) {
 	for i, uri := range qrTestURIs(t, 20) {
 		t.Run(fmt.Sprint(i), func(t *testing.T) {
@@ -129,6 +131,8 @@ func TestQRCodePNGGeometry(t *testing.T) {
 	}
 }
 
+// TestQRCodePNGTypicalSize keeps the image of an ordinary key URI within
+// sensible bounds.
 func TestQRCodePNGTypicalSize(t *testing.T) {
 	secret := EncodeSecret(bytes.Repeat([]byte{0x5a}, SecretSize))
 	data, err := QRCodePNG(KeyURI("authsvc", "alice@example.com", secret))
@@ -143,6 +147,8 @@ func TestQRCodePNGTypicalSize(t *testing.T) {
 	}
 }
 
+// TestQRCodePNGTooLong checks that content beyond QR capacity is an error,
+// not a panic or a truncated code.
 func TestQRCodePNGTooLong(t *testing.T) {
 	if _, err := QRCodePNG(strings.Repeat("x", 5000)); err == nil {
 		t.Fatal("QRCodePNG accepted content too long for any QR code")
@@ -151,6 +157,7 @@ func TestQRCodePNGTooLong(t *testing.T) {
 
 // TestQRCodePNGGozxing reads every image back with a Go decoder.
 func TestQRCodePNGGozxing(t *testing.T) {
+	t.Parallel()
 	n := 200
 	if testing.Short() {
 		n = 20
@@ -181,6 +188,7 @@ func TestQRCodePNGGozxing(t *testing.T) {
 // TestQRCodePNGZbar reads every image back with zbarimg, the decoder of
 // the ZBar project, which shares no code with the encoder.
 func TestQRCodePNGZbar(t *testing.T) {
+	t.Parallel()
 	zbarimg := lookTool(t, "zbarimg", "zbar-tools")
 	n := 40
 	if testing.Short() {
@@ -212,6 +220,8 @@ func TestQRCodePNGZbar(t *testing.T) {
 	}
 }
 
+// BenchmarkQRCodePNG measures rendering a typical key URI, which every
+// setup request does.
 func BenchmarkQRCodePNG(b *testing.B) {
 	uri := KeyURI("authsvc", "alice@example.com", EncodeSecret(make([]byte, SecretSize)))
 	b.ReportAllocs()

@@ -11,6 +11,8 @@ import (
 // shownCode is the form in which recovery codes are handed out.
 var shownCode = regexp.MustCompile(`^[0-9a-hjkmnp-tv-z]{4}(-[0-9a-hjkmnp-tv-z]{4}){3}$`)
 
+// TestNewRecoveryCodes checks the shown form of a set of codes, that each
+// normalizes to its symbols, and that no code repeats within the set.
 func TestNewRecoveryCodes(t *testing.T) {
 	codes, err := NewRecoveryCodes(RecoveryCodeCount)
 	if err != nil {
@@ -45,6 +47,8 @@ func TestNewRecoveryCodes(t *testing.T) {
 	}
 }
 
+// TestRecoveryCodesDrawAgainOnRepeat feeds the set builder a source that
+// repeats itself, standing in for the random source repeating a code.
 func TestRecoveryCodesDrawAgainOnRepeat(t *testing.T) {
 	draws := []string{"aaaa", "bbbb", "aaaa", "bbbb", "cccc", "aaaa", "dddd"}
 	next := func() (string, error) {
@@ -97,6 +101,8 @@ func TestNewRecoveryCodesUseWholeAlphabet(t *testing.T) {
 	}
 }
 
+// TestNormalizeRecoveryCode covers the spellings users type: any case,
+// spaces and hyphens anywhere; and look-alikes that must not pass.
 func TestNormalizeRecoveryCode(t *testing.T) {
 	const norm = "0123456789abcdef"
 	tests := []struct {
@@ -145,7 +151,8 @@ func TestHashRecoveryCode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := HashRecoveryCode([]byte("Jefe"), "what do ya want for nothing?"); !bytes.Equal(got, want) {
+	got := HashRecoveryCode([]byte("Jefe"), "what do ya want for nothing?")
+	if !bytes.Equal(got, want) {
 		t.Errorf("HashRecoveryCode = %x, want %x", got, want)
 	}
 
@@ -169,6 +176,8 @@ func TestHashRecoveryCode(t *testing.T) {
 // out so that Unicode case folding plays no part.
 var symbolsOnly = regexp.MustCompile(`^[0-9a-hjkmnp-tv-zA-HJKMNP-TV-Z]{16}$`)
 
+// FuzzNormalizeRecoveryCode compares NormalizeRecoveryCode with a regular
+// expression over the input stripped of spaces and hyphens.
 func FuzzNormalizeRecoveryCode(f *testing.F) {
 	for _, s := range []string{
 		"0123-4567-89ab-cdef", "ABCD EFGH JKMN PQRS", "0123-4567-89ab-cde\u212a", "", "-",

@@ -16,6 +16,7 @@ import (
 // Appendix B.
 var rfcSecret = []byte("12345678901234567890")
 
+// TestCodeRFC4226 checks the HOTP core that every TOTP code comes from.
 func TestCodeRFC4226(t *testing.T) {
 	// RFC 4226 Appendix D: HOTP values for counters 0 to 9.
 	want := []string{
@@ -29,6 +30,8 @@ func TestCodeRFC4226(t *testing.T) {
 	}
 }
 
+// TestCodeRFC6238 checks steps and codes at the times of the RFC's table,
+// the last one beyond 2038.
 func TestCodeRFC6238(t *testing.T) {
 	// RFC 6238 Appendix B, SHA1 rows: the last six of the eight digits.
 	tests := []struct {
@@ -54,6 +57,8 @@ func TestCodeRFC6238(t *testing.T) {
 	}
 }
 
+// TestStep checks step boundaries, including times before 1970, which
+// must round down like every other time.
 func TestStep(t *testing.T) {
 	tests := []struct {
 		unix int64
@@ -81,6 +86,8 @@ func TestStep(t *testing.T) {
 	}
 }
 
+// TestNormalizeCode accepts six ASCII digits with ASCII spaces anywhere
+// and refuses other white space and digits of other scripts.
 func TestNormalizeCode(t *testing.T) {
 	tests := []struct {
 		in   string
@@ -119,6 +126,8 @@ func TestNormalizeCode(t *testing.T) {
 	}
 }
 
+// TestVerify covers the window of one step either side, the steps just
+// outside it, and the refusal of steps up to the last one accepted.
 func TestVerify(t *testing.T) {
 	secret := []byte("a twenty byte secret")
 	now := time.Unix(1_700_000_015, 0)
@@ -241,6 +250,8 @@ func TestCodeOathtool(t *testing.T) {
 
 var sixDigits = regexp.MustCompile(`^[0-9]{6}$`)
 
+// FuzzNormalizeCode compares NormalizeCode with a regular expression over
+// the input stripped of spaces.
 func FuzzNormalizeCode(f *testing.F) {
 	for _, s := range []string{
 		"123456", " 123 456 ", "12345", "１２３４５６", "123\t456", "", "1 2 3 4 5 6 7",
@@ -268,6 +279,8 @@ func FuzzNormalizeCode(f *testing.F) {
 	})
 }
 
+// BenchmarkVerify measures the worst case of a valid code: the match is
+// the last of the three steps computed.
 func BenchmarkVerify(b *testing.B) {
 	secret := bytes.Repeat([]byte{0x3c}, SecretSize)
 	now := time.Unix(1_700_000_000, 0)
