@@ -1,0 +1,273 @@
+// Package api is authsvc's HTTP interface: the chi router, the handlers of
+// every endpoint in the contract, the middleware around them, and the
+// mapping of errors to problem documents.
+//
+// Handlers return errors; one adapter answers a *Problem as it is, an
+// unavailable database or a full hashing queue as 503, and anything else as
+// a logged 500 with a generic message.
+package api
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/authsvc/authsvc/internal/clientip"
+	"github.com/authsvc/authsvc/internal/db"
+	"github.com/authsvc/authsvc/internal/model"
+	"github.com/authsvc/authsvc/internal/password"
+	"github.com/authsvc/authsvc/internal/secretbox"
+	"github.com/authsvc/authsvc/internal/session"
+)
+
+// Deps are what a Server needs. Every field but Now is required.
+type Deps struct {
+	Store    db.Store
+	Sessions *session.Manager
+	Hasher   *password.Hasher
+	Keys     *secretbox.Keyring
+	ClientIP *clientip.Resolver
+	Logger   *slog.Logger
+	Metrics  *Metrics
+	OpenAPI  []byte // the document served at /openapi.yaml
+}
+
+// Options are the behaviours an operator configures.
+type Options struct {
+	Issuer             string
+	CookieSecure       bool
+	AllowedOrigins     []string
+	LoginFailuresPerIP int
+	SignupsPerIP       int
+	// ServeMetrics mounts /metrics on the main router.
+	ServeMetrics bool
+}
+
+// Server answers authsvc's HTTP API.
+type Server struct {
+	store    db.Store
+	sessions *session.Manager
+	hasher   *password.Hasher
+	keys     *secretbox.Keyring
+	ips      *clientip.Resolver
+	log      *slog.Logger
+	metrics  *Metrics
+	openapi  []byte
+
+	issuer     string
+	cookieName string
+	secure     bool
+	origins    map[string]bool
+	loginIP    *ipLimiter
+	signupIP   *ipLimiter
+	recovery   [][]byte // recovery-code HMAC keys, current first
+
+	draining chan struct{} // closed when the server starts shutting down
+	router   chi.Router
+}
+
+// New returns a Server with all routes mounted.
+func New(d Deps, o Options) *Server {
+	s := &Server{
+		store: d.Store, sessions: d.Sessions, hasher: d.Hasher, keys: d.Keys,
+		ips: d.ClientIP, log: d.Logger, metrics: d.Metrics, openapi: d.OpenAPI,
+		issuer: o.Issuer, secure: o.CookieSecure, origins: map[string]bool{},
+		draining: make(chan struct{}),
+	}
+	s.cookieName = "authsvc_session"
+	if o.CookieSecure {
+		s.cookieName = "__Host-authsvc_session"
+	}
+	for _, origin := range o.AllowedOrigins {
+		s.origins[origin] = true
+	}
+	s.loginIP = newIPLimiter(o.LoginFailuresPerIP, 5*time.Minute, s.now)
+	s.signupIP = newIPLimiter(o.SignupsPerIP, time.Minute, s.now)
+	s.recovery = append([][]byte{d.Keys.Derive(recoveryKeyPurpose)},
+		d.Keys.DerivePrevious(recoveryKeyPurpose)...)
+	s.routes(o.ServeMetrics)
+	return s
+}
+
+const recoveryKeyPurpose = "authsvc recovery codes v1"
+
+// ServeHTTP answers one request.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.router.ServeHTTP(w, r)
+}
+
+// Drain makes /readyz answer 503 from now on, so that load balancers stop
+// sending new requests before the listener closes.
+func (s *Server) Drain() {
+	select {
+	case <-s.draining:
+	default:
+		close(s.draining)
+	}
+}
+
+func (s *Server) now() time.Time { return s.sessions.Now() }
+
+func (s *Server) routes(serveMetrics bool) {
+	r := chi.NewRouter()
+	r.Use(s.observe)
+	r.NotFound(s.handle(func(http.ResponseWriter, *http.Request) error { return errNotFound }))
+	r.MethodNotAllowed(s.handle(func(http.ResponseWriter, *http.Request) error {
+		return errMethodNotAllowed
+	}))
+
+	r.Get("/healthz", s.handle(s.healthz))
+	r.Get("/readyz", s.handle(s.readyz))
+	r.Get("/openapi.yaml", s.handle(s.openapiDoc))
+	if serveMetrics {
+		r.Method(http.MethodGet, "/metrics", s.metrics.Handler())
+	}
+
+	r.Route("/v1", func(r chi.Router) {
+		r.Use(apiHeaders, s.cors)
+		r.NotFound(s.handle(func(http.ResponseWriter, *http.Request) error { return errNotFound }))
+		r.MethodNotAllowed(s.handle(func(http.ResponseWriter, *http.Request) error {
+			return errMethodNotAllowed
+		}))
+
+		// The gateway's subrequest: any method, any path below it, no CORS.
+		r.HandleFunc("/authorize", s.handle(s.authorize))
+		r.HandleFunc("/authorize/*", s.handle(s.authorize))
+
+		r.Post("/signup", s.handle(s.signup))
+		r.Post("/login", s.handle(s.login))
+		r.Post("/logout", s.handle(s.logout))
+		r.Get("/session", s.handle(s.getSession))
+		r.Post("/reauthenticate", s.handle(s.reauthenticate))
+		r.Post("/password", s.handle(s.changePassword))
+
+		r.Post("/2fa/totp/setup", s.handle(s.totpSetup))
+		r.Post("/2fa/totp/enable", s.handle(s.totpEnable))
+		r.Post("/2fa/totp/verify", s.handle(s.totpVerify))
+		r.Post("/2fa/totp/disable", s.handle(s.totpDisable))
+		r.Post("/2fa/recovery", s.handle(s.recoveryLogin))
+		r.Post("/2fa/recovery-codes", s.handle(s.recoveryCodes))
+
+		r.Get("/sessions", s.handle(s.listSessions))
+		r.Delete("/sessions", s.handle(s.deleteOtherSessions))
+		r.Delete("/sessions/{id}", s.handle(s.deleteSession))
+	})
+	s.router = r
+}
+
+// handle adapts an error-returning handler: the error becomes the answer.
+func (s *Server) handle(h func(http.ResponseWriter, *http.Request) error) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		err := h(w, r)
+		if err == nil {
+			return
+		}
+		if p, ok := asProblem(err); ok {
+			writeProblem(w, p)
+			return
+		}
+		if errors.Is(err, model.ErrUnavailable) || errors.Is(err, password.ErrBusy) ||
+			errors.Is(err, context.DeadlineExceeded) {
+			s.log.LogAttrs(r.Context(), slog.LevelWarn, "request not served",
+				slog.String("request_id", requestID(r)), slog.String("error", err.Error()))
+			writeProblem(w, unavailable(2))
+			return
+		}
+		if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
+			// The client went away; nobody is left to answer.
+			setStatus(r, 499)
+			return
+		}
+		s.log.LogAttrs(r.Context(), slog.LevelError, "request failed",
+			slog.String("request_id", requestID(r)), slog.String("error", err.Error()))
+		writeProblem(w, errInternal)
+	}
+}
+
+// apiHeaders sets the headers every /v1 answer carries.
+func apiHeaders(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("Cache-Control", "no-store")
+		h.Set("X-Content-Type-Options", "nosniff")
+		next.ServeHTTP(w, r)
+	})
+}
+
+// cors answers preflights and marks answers readable for the configured
+// origins, always with Vary: Origin. The gateway's /v1/authorize is left
+// out: browsers never call it.
+func (s *Server) cors(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if p := r.URL.Path; p == "/v1/authorize" || strings.HasPrefix(p, "/v1/authorize/") {
+			next.ServeHTTP(w, r)
+			return
+		}
+		h := w.Header()
+		h.Add("Vary", "Origin")
+		origin := r.Header.Get("Origin")
+		allowed := origin != "" && s.origins[origin]
+		if allowed {
+			h.Set("Access-Control-Allow-Origin", origin)
+			h.Set("Access-Control-Allow-Credentials", "true")
+		}
+		if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
+			h.Add("Vary", "Access-Control-Request-Method")
+			h.Add("Vary", "Access-Control-Request-Headers")
+			if allowed {
+				h.Set("Access-Control-Allow-Methods", "GET, POST, DELETE")
+				h.Set("Access-Control-Allow-Headers", "Content-Type, Authorization")
+				h.Set("Access-Control-Max-Age", "600")
+			}
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// originAllowed is the origin check of unsafe cookie requests.
+func (s *Server) originAllowed(r *http.Request) bool {
+	site := r.Header.Get("Sec-Fetch-Site")
+	if site == "same-origin" || site == "none" {
+		return true
+	}
+	origin := r.Header.Get("Origin")
+	referer := r.Header.Get("Referer")
+	if origin == "" && referer != "" {
+		origin = originOf(referer)
+	}
+	if origin != "" && origin != "null" && s.origins[origin] {
+		return true
+	}
+	return site == "" && r.Header.Get("Origin") == "" && referer == ""
+}
+
+// originOf returns scheme://host[:port] of an absolute URL, "" if it has none.
+func originOf(ref string) string {
+	scheme, rest, ok := strings.Cut(ref, "://")
+	if !ok || scheme == "" {
+		return ""
+	}
+	host := rest
+	if i := strings.IndexAny(rest, "/?#"); i >= 0 {
+		host = rest[:i]
+	}
+	if host == "" || strings.Contains(host, "@") {
+		return ""
+	}
+	return strings.ToLower(scheme) + "://" + strings.ToLower(host)
+}
+
+func unsafeMethod(m string) bool {
+	switch m {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace:
+		return false
+	}
+	return true
+}
