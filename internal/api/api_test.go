@@ -120,7 +120,10 @@ func TestBadInput(t *testing.T) {
 		// Unknown routes and wrong methods.
 		e.do(req{method: "GET", path: "/v1/nothing"}).want(t, 404, "not_found")
 		e.do(req{method: "GET", path: "/v1/login"}).want(t, 405, "method_not_allowed")
-		e.do(req{method: "PUT", path: "/v1/sessions"}).want(t, 405, "method_not_allowed")
+		r := e.do(req{method: "PUT", path: "/v1/sessions"}).want(t, 405, "method_not_allowed")
+		if r.Header.Get("Allow") != "GET, DELETE" {
+			t.Fatalf("Allow: %q", r.Header.Get("Allow"))
+		}
 	})
 }
 

@@ -117,9 +117,7 @@ func (s *Server) routes(serveMetrics bool) {
 	r := chi.NewRouter()
 	r.Use(s.observe)
 	r.NotFound(s.handle(func(http.ResponseWriter, *http.Request) error { return errNotFound }))
-	r.MethodNotAllowed(s.handle(func(http.ResponseWriter, *http.Request) error {
-		return errMethodNotAllowed
-	}))
+	r.MethodNotAllowed(s.handle(s.methodNotAllowed))
 
 	r.Get("/healthz", s.handle(s.healthz))
 	r.Get("/readyz", s.handle(s.readyz))
@@ -131,9 +129,7 @@ func (s *Server) routes(serveMetrics bool) {
 	r.Route("/v1", func(r chi.Router) {
 		r.Use(apiHeaders, s.cors)
 		r.NotFound(s.handle(func(http.ResponseWriter, *http.Request) error { return errNotFound }))
-		r.MethodNotAllowed(s.handle(func(http.ResponseWriter, *http.Request) error {
-			return errMethodNotAllowed
-		}))
+		r.MethodNotAllowed(s.handle(s.methodNotAllowed))
 
 		// The gateway's subrequest: any method, any path below it, no CORS.
 		r.HandleFunc("/authorize", s.handle(s.authorize))
@@ -158,6 +154,19 @@ func (s *Server) routes(serveMetrics bool) {
 		r.Delete("/sessions/{id}", s.handle(s.deleteSession))
 	})
 	s.router = r
+}
+
+// methodNotAllowed answers 405 with the Allow header RFC 9110 asks for.
+func (s *Server) methodNotAllowed(w http.ResponseWriter, r *http.Request) error {
+	var allowed []string
+	for _, m := range []string{http.MethodGet, http.MethodHead, http.MethodPost,
+		http.MethodPut, http.MethodPatch, http.MethodDelete} {
+		if s.router.Match(chi.NewRouteContext(), m, r.URL.Path) {
+			allowed = append(allowed, m)
+		}
+	}
+	w.Header().Set("Allow", strings.Join(allowed, ", "))
+	return errMethodNotAllowed
 }
 
 // handle adapts an error-returning handler: the error becomes the answer.

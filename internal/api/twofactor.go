@@ -239,6 +239,9 @@ func (s *Server) totpEnable(w http.ResponseWriter, r *http.Request) error {
 	if p.SessionID != c.session.ID || !now.Before(p.ExpiresAt) {
 		return errSetupRequired
 	}
+	if c.user.OTPFailures >= lockoutFailures {
+		return s.secondFactorFailed(r, c.user, "totp", errInvalidOTP)
+	}
 	secret, err := s.openSecret(r, c.user, p.Secret, false)
 	if err != nil {
 		return err
