@@ -59,6 +59,8 @@ var storeTests = []struct {
 	{"RaceEnable", testRaceEnable},
 }
 
+// TestStore runs the conformance suite as TestStore/postgres/NAME and
+// TestStore/sqlite/NAME, each on a database of its own.
 func TestStore(t *testing.T) {
 	for name, open := range dbtest.Stores(t) {
 		t.Run(name, func(t *testing.T) {
@@ -73,10 +75,13 @@ func TestStore(t *testing.T) {
 	}
 }
 
+// testPing checks that a fresh store answers.
 func testPing(e *env) {
 	wantErr(e.t, "Ping", e.s.Ping(e.ctx), nil)
 }
 
+// testCreateUser checks that every field of a user round-trips, times in
+// UTC at microsecond precision, a nil secret as nil and a zero time as zero.
 func testCreateUser(e *env) {
 	cases := []model.User{{
 		ID: "u-plain", Email: "Zoë@Example.org", EmailCanonical: "zoë@example.org",
@@ -114,6 +119,8 @@ func testCreateUser(e *env) {
 	}
 }
 
+// testUserNotFound looks up ids and emails no user has, including ones no
+// database column could hold (NUL, invalid UTF-8): each is simply not found.
 func testUserNotFound(e *env) {
 	e.user()
 	ids := []string{"missing", "", "0000-not-a-uuid", "'; DROP TABLE users; --",
@@ -134,6 +141,8 @@ func testUserNotFound(e *env) {
 	}
 }
 
+// testEmailTaken checks that a second user with the same canonical email
+// is refused and the first one stays as it was.
 func testEmailTaken(e *env) {
 	first := e.user()
 	dup := &model.User{
@@ -149,6 +158,7 @@ func testEmailTaken(e *env) {
 	wantErr(e.t, "UserByID of refused user", err, model.ErrNotFound)
 }
 
+// testUpdatePasswordHash checks the new hash and time, and an unknown user.
 func testUpdatePasswordHash(e *env) {
 	u := e.user()
 	later := t0.Add(time.Hour)
@@ -164,6 +174,8 @@ func testUpdatePasswordHash(e *env) {
 		e.s.UpdatePasswordHash(e.ctx, "missing", "x", later), model.ErrNotFound)
 }
 
+// testSessionRoundTrip checks that a session and its user come back by
+// token hash, whether or not the session has expired.
 func testSessionRoundTrip(e *env) {
 	u := e.user()
 	s := e.session(u.ID, t0, func(s *model.Session) {
@@ -198,6 +210,8 @@ func ids(sessions []*model.Session) []string {
 	return out
 }
 
+// testCreateSessionLimit checks that CreateSession trims a user's live
+// sessions, oldest first, never the new one, and ignores expired ones.
 func testCreateSessionLimit(e *env) {
 	u := e.user()
 	create := func(created time.Time, limit int, expires time.Time) *model.Session {
@@ -233,6 +247,7 @@ func testCreateSessionLimit(e *env) {
 	wantErr(e.t, "trimmed session", err, model.ErrNotFound)
 }
 
+// testCreateSessionUnknownUser checks that a session needs a user.
 func testCreateSessionUnknownUser(e *env) {
 	s := &model.Session{ID: id(e.t, "sess"), TokenHash: hash(e.t), UserID: "missing",
 		CreatedAt: t0, ExpiresAt: t0.Add(time.Hour), LastSeenAt: t0}
@@ -242,6 +257,7 @@ func testCreateSessionUnknownUser(e *env) {
 	wantErr(e.t, "SessionByTokenHash", err, model.ErrNotFound)
 }
 
+// testTouchSession checks the new last-seen time and expiry.
 func testTouchSession(e *env) {
 	u := e.user()
 	s := e.session(u.ID, t0)
@@ -258,6 +274,8 @@ func testTouchSession(e *env) {
 		e.s.TouchSession(e.ctx, hash(e.t), seen, exp), model.ErrNotFound)
 }
 
+// testRotateSession checks a rotation and that an unknown, stale or
+// foreign token hash changes nothing.
 func testRotateSession(e *env) {
 	u := e.user()
 	other := e.user()
@@ -303,6 +321,8 @@ func testRotateSession(e *env) {
 	e.unchanged(u.ID, before)
 }
 
+// testListSessions checks that only the user's live sessions are listed,
+// newest first; a session expiring exactly now is not live.
 func testListSessions(e *env) {
 	u := e.user()
 	other := e.user()
@@ -326,6 +346,8 @@ func testListSessions(e *env) {
 	}
 }
 
+// testDeleteSession checks that a user can delete only a session of their
+// own.
 func testDeleteSession(e *env) {
 	u := e.user()
 	other := e.user()
@@ -345,6 +367,8 @@ func testDeleteSession(e *env) {
 		e.s.DeleteSession(e.ctx, u.ID, s.ID), model.ErrNotFound)
 }
 
+// testDeleteSessionByTokenHash checks that deleting is quiet about an
+// unknown hash and removes exactly the session named.
 func testDeleteSessionByTokenHash(e *env) {
 	u := e.user()
 	s := e.session(u.ID, t0)
@@ -359,6 +383,8 @@ func testDeleteSessionByTokenHash(e *env) {
 	equal(e.t, "remaining", ids(got), []string{keep.ID})
 }
 
+// testDeleteOtherSessions checks that only the kept session of the user
+// remains, and other users keep theirs.
 func testDeleteOtherSessions(e *env) {
 	u := e.user()
 	other := e.user()
@@ -376,6 +402,8 @@ func testDeleteOtherSessions(e *env) {
 	equal(e.t, "other user's", ids(got), []string{theirs.ID})
 }
 
+// testDeletePartialSessions checks that only sessions without a second
+// factor go.
 func testDeletePartialSessions(e *env) {
 	u := e.user()
 	full := e.session(u.ID, t0, func(s *model.Session) { s.TwoFactorVerified = true })
@@ -392,6 +420,8 @@ func testDeletePartialSessions(e *env) {
 	equal(e.t, "other user's", ids(got), []string{theirs.ID})
 }
 
+// testDeleteExpiredSessions checks the sweep of sessions and enrolments
+// that expired strictly before now, and the count it reports.
 func testDeleteExpiredSessions(e *env) {
 	u := e.user()
 	v := e.user()
@@ -434,6 +464,8 @@ func testDeleteExpiredSessions(e *env) {
 	}
 }
 
+// testPendingTOTP checks that a pending enrolment is stored, replaced by
+// the next one, bound to an existing session and gone with it.
 func testPendingTOTP(e *env) {
 	u := e.user()
 	s1 := e.session(u.ID, t0)
@@ -471,6 +503,7 @@ func testPendingTOTP(e *env) {
 	wantErr(e.t, "PendingTOTP after logout", err, model.ErrNotFound)
 }
 
+// testEnableTOTP checks every effect of confirming an enrolment.
 func testEnableTOTP(e *env) {
 	u := e.user()
 	s := e.session(u.ID, t0.Add(-time.Hour))
@@ -531,6 +564,8 @@ func testEnableTOTP(e *env) {
 		e.s.PassSecondFactor(e.ctx, p), model.ErrStepUsed)
 }
 
+// testEnableTOTPReenrol checks that enabling again, while a second factor
+// is on, replaces the secret and the recovery codes.
 func testEnableTOTPReenrol(e *env) {
 	u := e.user()
 	s := e.session(u.ID, t0)
@@ -555,6 +590,8 @@ func testEnableTOTPReenrol(e *env) {
 	wantErr(e.t, "new recovery code", e.s.PassSecondFactor(e.ctx, fresh), nil)
 }
 
+// testEnableTOTPRefused checks each condition of EnableTOTP and that a
+// refused call changes nothing at all.
 func testEnableTOTPRefused(e *env) {
 	cases := []struct {
 		name string
@@ -619,6 +656,9 @@ func (e *env) partial(userID string) *model.Session {
 	})
 }
 
+// testPassSecondFactorStep checks that passing a TOTP step rotates and
+// verifies the session, resets the failures, and spends that step and
+// every earlier one.
 func testPassSecondFactorStep(e *env) {
 	u := e.user()
 	tf := e.enable(u.ID, e.session(u.ID, t0), 100)
@@ -664,6 +704,8 @@ func testPassSecondFactorStep(e *env) {
 	}
 }
 
+// testPassSecondFactorRecoveryCode checks that a recovery code is spent
+// and verifies the session without touching the TOTP step.
 func testPassSecondFactorRecoveryCode(e *env) {
 	u := e.user()
 	tf := e.enable(u.ID, e.session(u.ID, t0), 100)
@@ -692,6 +734,8 @@ func testPassSecondFactorRecoveryCode(e *env) {
 	}
 }
 
+// testPassSecondFactorRefused checks each condition of PassSecondFactor
+// and that a refused call changes nothing, not even the failure count.
 func testPassSecondFactorRefused(e *env) {
 	cases := []struct {
 		name string
@@ -776,6 +820,7 @@ func testPassSecondFactorRefused(e *env) {
 	wantErr(e.t, "same step, right token", e.s.PassSecondFactor(e.ctx, p), nil)
 }
 
+// testRecordSecondFactorFailure checks the running count and time.
 func testRecordSecondFactorFailure(e *env) {
 	u := e.user()
 	for i := 1; i <= 3; i++ {
@@ -795,6 +840,8 @@ func testRecordSecondFactorFailure(e *env) {
 	wantErr(e.t, "RecordSecondFactorFailure unknown", err, model.ErrNotFound)
 }
 
+// testDisableTOTP checks every effect of disabling, with a TOTP step and
+// with a recovery code as the proof.
 func testDisableTOTP(e *env) {
 	for _, byCode := range []bool{false, true} {
 		u := e.user()
@@ -835,6 +882,8 @@ func testDisableTOTP(e *env) {
 	}
 }
 
+// testDisableTOTPRefused checks each condition of DisableTOTP and that a
+// refused call changes nothing.
 func testDisableTOTPRefused(e *env) {
 	cases := []struct {
 		name string
@@ -884,6 +933,8 @@ func testDisableTOTPRefused(e *env) {
 	}
 }
 
+// testRecoveryCodes checks replacing and counting recovery codes: only
+// with a second factor, old codes dead, each new code good once.
 func testRecoveryCodes(e *env) {
 	u := e.user()
 	codes := [][]byte{hash(e.t), hash(e.t)}
@@ -926,6 +977,7 @@ func testRecoveryCodes(e *env) {
 	}
 }
 
+// testChangePassword checks every effect of a password change.
 func testChangePassword(e *env) {
 	u := e.user()
 	s := e.session(u.ID, t0)
@@ -958,6 +1010,8 @@ func testChangePassword(e *env) {
 	equal(e.t, "other user's session", gotTheirs, theirs)
 }
 
+// testChangePasswordRefused checks that a stale or foreign token, or an
+// unknown user, changes nothing.
 func testChangePasswordRefused(e *env) {
 	u := e.user()
 	s := e.session(u.ID, t0)
@@ -987,6 +1041,8 @@ func testChangePasswordRefused(e *env) {
 	}
 }
 
+// testTwoFactorSecrets pages through the sealed secrets in bytewise id
+// order, skipping users without one.
 func testTwoFactorSecrets(e *env) {
 	// Ids sort bytewise: upper case before lower case.
 	secrets := map[string][]byte{"B": {1}, "Z": {2}, "a": {3}, "b-2": {4}}
@@ -1022,6 +1078,7 @@ func testTwoFactorSecrets(e *env) {
 	}
 }
 
+// testReplaceTwoFactorSecret checks the compare-and-swap of a secret.
 func testReplaceTwoFactorSecret(e *env) {
 	u := e.user()
 	tf := e.enable(u.ID, e.session(u.ID, t0), 100)
@@ -1048,6 +1105,7 @@ func testReplaceTwoFactorSecret(e *env) {
 		e.s.ReplaceTwoFactorSecret(e.ctx, u.ID, tf.secret, []byte("x")), model.ErrNotFound)
 }
 
+// testLoginThrottle checks that failed logins count per user and device.
 func testLoginThrottle(e *env) {
 	u := e.user()
 	v := e.user()
@@ -1103,6 +1161,8 @@ func calls(ctx context.Context, s db.Store, userID string) map[string]error {
 	}
 }
 
+// testContextEnded checks that calls with a canceled context report
+// model.ErrUnavailable and write nothing.
 func testContextEnded(e *env) {
 	u := e.user()
 	ctx, cancel := context.WithCancel(e.ctx)
@@ -1115,6 +1175,8 @@ func testContextEnded(e *env) {
 	}
 }
 
+// testClosed checks that calls on a closed store report
+// model.ErrUnavailable.
 func testClosed(e *env) {
 	u := e.user()
 	e.s.Close()
@@ -1158,8 +1220,11 @@ func oneWinner(t *testing.T, errs []error, loser error) {
 	}
 }
 
+// racers is how many calls the race tests release at once.
 const racers = 20
 
+// testRaceStep has many sessions of one user offer the same TOTP step at
+// once: exactly one may pass.
 func testRaceStep(e *env) {
 	u := e.user()
 	e.enable(u.ID, e.session(u.ID, t0), 100)
@@ -1188,6 +1253,8 @@ func testRaceStep(e *env) {
 	}
 }
 
+// testRaceRecoveryCode has many sessions offer the same recovery code at
+// once: exactly one may pass.
 func testRaceRecoveryCode(e *env) {
 	u := e.user()
 	tf := e.enable(u.ID, e.session(u.ID, t0), 100)
@@ -1208,6 +1275,7 @@ func testRaceRecoveryCode(e *env) {
 	}
 }
 
+// testRaceEnable confirms one enrolment twice at once: exactly one wins.
 func testRaceEnable(e *env) {
 	u := e.user()
 	s := e.session(u.ID, t0)

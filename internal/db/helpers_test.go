@@ -85,7 +85,8 @@ func (e *env) mustUser(uid string) *model.User {
 
 // session creates a session of the user created at created, expiring a day
 // later, and returns it with the times as stored.
-func (e *env) session(userID string, created time.Time, edit ...func(*model.Session)) *model.Session {
+func (e *env) session(userID string, created time.Time,
+	edit ...func(*model.Session)) *model.Session {
 	e.t.Helper()
 	s := &model.Session{
 		ID:                 id(e.t, "sess"),

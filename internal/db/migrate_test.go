@@ -121,6 +121,8 @@ func version(t *testing.T, m *db.Migrator, want uint) {
 	}
 }
 
+// TestMigrateUpDown migrates up, all the way down, up again and down step by
+// step, checking the version and the schema the story of 0002 is about.
 func TestMigrateUpDown(t *testing.T) {
 	for name, newURL := range urls {
 		t.Run(name, func(t *testing.T) {
@@ -254,6 +256,9 @@ func holdLock(t *testing.T, rawURL string) func() {
 	return func() { conn.Close(context.Background()) }
 }
 
+// TestMigrateLockTimeout checks that a migrator gives up with
+// db.ErrMigrationLock while another holds the lock, and succeeds once it is
+// released.
 func TestMigrateLockTimeout(t *testing.T) {
 	for name, newURL := range urls {
 		t.Run(name, func(t *testing.T) {

@@ -19,6 +19,7 @@ import (
 	"github.com/authsvc/authsvc/internal/model"
 )
 
+// TestRedact checks that no password survives redaction.
 func TestRedact(t *testing.T) {
 	tests := []struct {
 		in, want string
@@ -42,6 +43,8 @@ func TestRedact(t *testing.T) {
 	}
 }
 
+// TestOpenUnsupported checks that URLs naming neither store are refused,
+// without showing a password.
 func TestOpenUnsupported(t *testing.T) {
 	tests := []struct {
 		url      string
@@ -75,6 +78,9 @@ func TestOpenUnsupported(t *testing.T) {
 	}
 }
 
+// TestOpenUnreachable checks that a PostgreSQL server that refuses
+// connections, or accepts and never answers, is model.ErrUnavailable for
+// Open and for migrations alike.
 func TestOpenUnreachable(t *testing.T) {
 	// Nothing listens on port 1; a second listener accepts connections and
 	// never answers.
@@ -230,6 +236,8 @@ func TestConcurrentStores(t *testing.T) {
 	}
 }
 
+// TestSQLiteFiles checks both spellings of an SQLite URL, and that the
+// directory and the file Open creates are private to the service's user.
 func TestSQLiteFiles(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "nested", "data")
 	path := filepath.Join(dir, "authsvc.db")

@@ -158,8 +158,7 @@ func pgUnavailable(err error) bool {
 	}
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) {
-		switch pe.Code[:2] {
-		case "08": // connection exception
+		if strings.HasPrefix(pe.Code, "08") { // connection exception
 			return true
 		}
 		switch pe.Code {
@@ -614,6 +613,9 @@ func (s *pgStore) PendingTOTP(ctx context.Context, userID string) (*model.Pendin
 // EnableTOTP confirms the pending enrolment as documented on Store.
 func (s *pgStore) EnableTOTP(ctx context.Context, e Enable) error {
 	return s.inTx(ctx, "enable TOTP for "+e.UserID, func(ctx context.Context, tx pgx.Tx) error {
+		// The enrolment must be the one this session started, with this
+		// secret, and still be live. Deleting it is what lets exactly one
+		// of two racing confirmations through.
 		tag, err := tx.Exec(ctx, `
 			DELETE FROM totp_enrollments
 			WHERE user_id = $1 AND session_id = $2 AND secret = $3 AND expires_at > $4`,
@@ -625,6 +627,7 @@ func (s *pgStore) EnableTOTP(ctx context.Context, e Enable) error {
 			return model.ErrNoEnrollment
 		}
 
+		// The confirming code's step is spent like any other.
 		tag, err = tx.Exec(ctx, `
 			UPDATE users
 			SET two_factor_secret = $2, totp_last_step = $3, otp_failures = 0,
@@ -646,6 +649,7 @@ func (s *pgStore) EnableTOTP(ctx context.Context, e Enable) error {
 		if err != nil {
 			return err
 		}
+		// Every other session must now pass the new factor, soon.
 		_, err = tx.Exec(ctx, `
 			UPDATE sessions
 			SET two_factor_verified = false, expires_at = LEAST(expires_at, $3)
@@ -709,6 +713,8 @@ func checkProof(step int64, code []byte) error {
 func pgConsumeProof(ctx context.Context, q pgQuerier, userID string, step int64,
 	code []byte, now time.Time, disable bool) error {
 	if step > 0 {
+		// Every condition is in the WHERE clause: a racing transaction
+		// that updated the row first makes this one match nothing.
 		tag, err := q.Exec(ctx, `
 			UPDATE users
 			SET totp_last_step = $2, otp_failures = 0, otp_last_failure_at = NULL,
@@ -791,6 +797,8 @@ func (s *pgStore) DisableTOTP(ctx context.Context, d Disable) error {
 		return fmt.Errorf("db: %s: %w", op, err)
 	}
 	return s.inTx(ctx, op, func(ctx context.Context, tx pgx.Tx) error {
+		// The enrolment goes first to keep the store's lock order; should
+		// the proof fail, the rollback brings it back.
 		_, err := tx.Exec(ctx, `DELETE FROM totp_enrollments WHERE user_id = $1`, d.UserID)
 		if err != nil {
 			return err
@@ -818,7 +826,8 @@ func (s *pgStore) DisableTOTP(ctx context.Context, d Disable) error {
 // codes for a user without a second factor.
 func (s *pgStore) ReplaceRecoveryCodes(ctx context.Context, userID string,
 	hashes [][]byte, now time.Time) error {
-	return s.inTx(ctx, "replace recovery codes of "+userID, func(ctx context.Context, tx pgx.Tx) error {
+	op := "replace recovery codes of " + userID
+	return s.inTx(ctx, op, func(ctx context.Context, tx pgx.Tx) error {
 		var enabled bool
 		err := tx.QueryRow(ctx, `
 			SELECT two_factor_secret IS NOT NULL FROM users WHERE id = $1
@@ -853,6 +862,7 @@ func (s *pgStore) RecoveryCodesRemaining(ctx context.Context, userID string) (in
 // ChangePassword sets a new password hash as documented on Store.
 func (s *pgStore) ChangePassword(ctx context.Context, c PasswordChange) error {
 	return s.inTx(ctx, "change password of "+c.UserID, func(ctx context.Context, tx pgx.Tx) error {
+		// Enrolment first, as everywhere; the rollback restores it on error.
 		_, err := tx.Exec(ctx, `DELETE FROM totp_enrollments WHERE user_id = $1`, c.UserID)
 		if err != nil {
 			return err

@@ -583,6 +583,8 @@ func (s *sqliteStore) PendingTOTP(ctx context.Context, userID string) (*model.Pe
 func (s *sqliteStore) EnableTOTP(ctx context.Context, e Enable) error {
 	op := "enable TOTP for " + e.UserID
 	return s.inTx(ctx, op, func(ctx context.Context, tx *sql.Tx) error {
+		// The enrolment must be the one this session started, with this
+		// secret, and still be live.
 		n, err := rowsAffected(tx.ExecContext(ctx, `
 			DELETE FROM totp_enrollments
 			WHERE user_id = $1 AND session_id = $2 AND secret = $3 AND expires_at > $4`,
@@ -594,6 +596,7 @@ func (s *sqliteStore) EnableTOTP(ctx context.Context, e Enable) error {
 			return model.ErrNoEnrollment
 		}
 
+		// The confirming code's step is spent like any other.
 		n, err = rowsAffected(tx.ExecContext(ctx, `
 			UPDATE users
 			SET two_factor_secret = $2, totp_last_step = $3, otp_failures = 0,
@@ -616,6 +619,7 @@ func (s *sqliteStore) EnableTOTP(ctx context.Context, e Enable) error {
 		if err != nil {
 			return err
 		}
+		// Every other session must now pass the new factor, soon.
 		_, err = tx.ExecContext(ctx, `
 			UPDATE sessions
 			SET two_factor_verified = 0, expires_at = min(expires_at, $3)
@@ -667,6 +671,8 @@ func sqliteConsumeProof(ctx context.Context, tx *sql.Tx, userID string, step int
 		return nil
 	}
 
+	// A recovery code: the user must exist, and the code be theirs and
+	// unused.
 	n, err := rowsAffected(tx.ExecContext(ctx, `
 		UPDATE users
 		SET otp_failures = 0, otp_last_failure_at = NULL,
