@@ -16,6 +16,7 @@ import (
 	"github.com/golang-migrate/migrate/v4/source/iofs"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
 
 	"github.com/authsvc/authsvc/migrations"
@@ -175,12 +176,9 @@ func (m *Migrator) error(op string, err error) error {
 // lockPostgres takes the migration advisory lock on a connection of its own
 // and returns the function that releases it.
 func lockPostgres(ctx context.Context, rawURL string, timeout time.Duration) (func(), error) {
-	cfg, err := pgx.ParseConfig(rawURL)
+	cfg, err := migrateConnConfig(rawURL)
 	if err != nil {
-		return nil, fmt.Errorf("parse PostgreSQL URL: %w", err)
-	}
-	if cfg.ConnectTimeout == 0 {
-		cfg.ConnectTimeout = migrateConnectTimeout
+		return nil, err
 	}
 	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
@@ -220,15 +218,28 @@ func lockPostgres(ctx context.Context, rawURL string, timeout time.Duration) (fu
 	}, nil
 }
 
-// openPostgresMigrate opens golang-migrate on the PostgreSQL database at
-// rawURL through pgx.
-func openPostgresMigrate(rawURL string) (*migrate.Migrate, error) {
-	cfg, err := pgx.ParseConfig(rawURL)
+// migrateConnConfig is the configuration of one connection to the
+// PostgreSQL database at rawURL. The URL is parsed as the store's pool
+// parses it, so that pool settings in it (pool_max_conns and the like) are
+// understood rather than sent to the server.
+func migrateConnConfig(rawURL string) (*pgx.ConnConfig, error) {
+	poolCfg, err := pgxpool.ParseConfig(rawURL)
 	if err != nil {
 		return nil, fmt.Errorf("parse PostgreSQL URL: %w", err)
 	}
+	cfg := poolCfg.ConnConfig
 	if cfg.ConnectTimeout == 0 {
 		cfg.ConnectTimeout = migrateConnectTimeout
+	}
+	return cfg, nil
+}
+
+// openPostgresMigrate opens golang-migrate on the PostgreSQL database at
+// rawURL through pgx.
+func openPostgresMigrate(rawURL string) (*migrate.Migrate, error) {
+	cfg, err := migrateConnConfig(rawURL)
+	if err != nil {
+		return nil, err
 	}
 	sqlDB := stdlib.OpenDB(*cfg)
 	driver, err := pgxmigrate.WithInstance(sqlDB, &pgxmigrate.Config{})

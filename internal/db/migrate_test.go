@@ -286,3 +286,28 @@ func TestMigrateLockTimeout(t *testing.T) {
 		})
 	}
 }
+
+// TestPoolSettingsInURL checks that pgxpool's settings in a PostgreSQL URL
+// serve migrations as well as the store, rather than reaching the server
+// as unknown parameters.
+func TestPoolSettingsInURL(t *testing.T) {
+	rawURL := dbtest.PostgresURL(t)
+	sep := "?"
+	if strings.Contains(rawURL, "?") {
+		sep = "&"
+	}
+	rawURL += sep + "pool_max_conns=3"
+
+	m, err := db.NewMigrator(rawURL, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantErr(t, "Up", m.Up(t.Context()), nil)
+	version(t, m, latestVersion)
+	s, err := db.Open(t.Context(), rawURL, db.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	wantErr(t, "Ping", s.Ping(t.Context()), nil)
+}

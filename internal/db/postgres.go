@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"runtime"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -45,7 +44,8 @@ func openPostgres(ctx context.Context, rawURL string, opts Options) (*pgStore, e
 		// pgconn hides the password in its parse errors.
 		return nil, fmt.Errorf("db: parse PostgreSQL URL: %w", err)
 	}
-	cfg.MaxConns = int32(max(4, runtime.NumCPU()))
+	// Without MaxConns, pool_max_conns in the URL or pgxpool's default
+	// (the larger of 4 and the number of CPUs) holds.
 	if opts.MaxConns > 0 {
 		cfg.MaxConns = int32(opts.MaxConns)
 	}
