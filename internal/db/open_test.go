@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -126,6 +127,25 @@ func TestOpenUnreachable(t *testing.T) {
 		}
 		wantErr(t, "Migrate up "+addr, m.Up(ctx), model.ErrUnavailable)
 		cancel()
+	}
+}
+
+// TestOpenRefused checks that a server that answers with an error (here:
+// no such database) is a plain error, not model.ErrUnavailable, which would
+// invite waiting for something that will not change.
+func TestOpenRefused(t *testing.T) {
+	u, err := url.Parse(dbtest.PostgresURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.Path += "_missing"
+	s, err := db.Open(t.Context(), u.String(), db.Options{})
+	if err == nil {
+		s.Close()
+		t.Fatal("Open of a database that does not exist succeeded")
+	}
+	if errors.Is(err, model.ErrUnavailable) {
+		t.Errorf("Open of a database that does not exist: %v, want no ErrUnavailable", err)
 	}
 }
 

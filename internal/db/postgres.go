@@ -141,26 +141,17 @@ func pgError(op string, err error) error {
 }
 
 // pgUnavailable reports whether err means the database could not be
-// reached, went away, or did not answer before the deadline.
+// reached, went away, or did not answer before the deadline. A server that
+// answered with an error, even while connecting (a wrong password, an
+// unknown database), is not unavailable unless the error says it is busy
+// or shutting down: waiting would not help.
 func pgUnavailable(err error) bool {
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) ||
-		errors.Is(err, puddle.ErrClosedPool) || errors.Is(err, io.EOF) ||
-		errors.Is(err, io.ErrUnexpectedEOF) || pgconn.Timeout(err) {
-		return true
-	}
-	var ce *pgconn.ConnectError
-	if errors.As(err, &ce) {
-		return true
-	}
-	var ne net.Error
-	if errors.As(err, &ne) {
+		errors.Is(err, puddle.ErrClosedPool) || pgconn.Timeout(err) {
 		return true
 	}
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) {
-		if strings.HasPrefix(pe.Code, "08") { // connection exception
-			return true
-		}
 		switch pe.Code {
 		case "53300", // too many connections
 			"57014", // query canceled (statement timeout)
@@ -169,8 +160,12 @@ func pgUnavailable(err error) bool {
 			"57P03": // cannot connect now
 			return true
 		}
+		return strings.HasPrefix(pe.Code, "08") // connection exception
 	}
-	return false
+	var ce *pgconn.ConnectError
+	var ne net.Error
+	return errors.As(err, &ce) || errors.As(err, &ne) ||
+		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
 }
 
 // storable reports whether PostgreSQL can hold every one of texts: valid
