@@ -584,7 +584,8 @@ func testEnableTOTPReenrol(e *env) {
 	s.TokenHash = in.NewHash
 	old := db.SecondFactor{UserID: u.ID, RecoveryCode: first.codes[0],
 		OldHash: s.TokenHash, NewHash: hash(e.t), ExpiresAt: t0.Add(time.Hour), Now: t0}
-	wantErr(e.t, "old recovery code", e.s.PassSecondFactor(e.ctx, old), model.ErrNotFound)
+	wantErr(e.t, "old recovery code", e.s.PassSecondFactor(e.ctx, old),
+		model.ErrBadRecoveryCode)
 	fresh := old
 	fresh.RecoveryCode = in.RecoveryCodes[9]
 	wantErr(e.t, "new recovery code", e.s.PassSecondFactor(e.ctx, fresh), nil)
@@ -764,15 +765,15 @@ func testPassSecondFactorRefused(e *env) {
 		}, model.ErrTwoFactorDisabled},
 		{"unknown recovery code", func(e *env, p *db.SecondFactor, _ [][]byte) {
 			p.Step, p.RecoveryCode = 0, hash(e.t)
-		}, model.ErrNotFound},
+		}, model.ErrBadRecoveryCode},
 		{"used recovery code", func(e *env, p *db.SecondFactor, codes [][]byte) {
 			p.Step, p.RecoveryCode = 0, codes[0]
-		}, model.ErrNotFound},
+		}, model.ErrBadRecoveryCode},
 		{"another user's recovery code", func(e *env, p *db.SecondFactor, _ [][]byte) {
 			other := e.user()
 			tf := e.enable(other.ID, e.session(other.ID, t0), 1)
 			p.Step, p.RecoveryCode = 0, tf.codes[0]
-		}, model.ErrNotFound},
+		}, model.ErrBadRecoveryCode},
 		{"recovery code with a stale token", func(e *env, p *db.SecondFactor,
 			codes [][]byte) {
 			p.Step, p.RecoveryCode, p.OldHash = 0, codes[1], hash(e.t)
@@ -900,10 +901,10 @@ func testDisableTOTPRefused(e *env) {
 			model.ErrNotFound},
 		{"unknown recovery code", func(e *env, d *db.Disable, _ [][]byte) {
 			d.Step, d.RecoveryCode = 0, hash(e.t)
-		}, model.ErrNotFound},
+		}, model.ErrBadRecoveryCode},
 		{"used recovery code", func(e *env, d *db.Disable, codes [][]byte) {
 			d.Step, d.RecoveryCode = 0, codes[0]
-		}, model.ErrNotFound},
+		}, model.ErrBadRecoveryCode},
 		{"both proofs", func(e *env, d *db.Disable, codes [][]byte) {
 			d.RecoveryCode = codes[1]
 		}, nil},
@@ -962,9 +963,9 @@ func testRecoveryCodes(e *env) {
 		return e.s.PassSecondFactor(e.ctx, db.SecondFactor{UserID: u.ID, RecoveryCode: code,
 			OldHash: s.TokenHash, NewHash: hash(e.t), ExpiresAt: t0.Add(time.Hour), Now: t0})
 	}
-	wantErr(e.t, "old code", pass(tf.codes[0]), model.ErrNotFound)
+	wantErr(e.t, "old code", pass(tf.codes[0]), model.ErrBadRecoveryCode)
 	wantErr(e.t, "new code", pass(codes[1]), nil)
-	wantErr(e.t, "new code again", pass(codes[1]), model.ErrNotFound)
+	wantErr(e.t, "new code again", pass(codes[1]), model.ErrBadRecoveryCode)
 	n, err = e.s.RecoveryCodesRemaining(e.ctx, u.ID)
 	wantErr(e.t, "RecoveryCodesRemaining", err, nil)
 	if n != 1 {
@@ -1267,7 +1268,7 @@ func testRaceRecoveryCode(e *env) {
 			RecoveryCode: tf.codes[7], OldHash: sessions[i].TokenHash, NewHash: hash(e.t),
 			ExpiresAt: t0.Add(time.Hour), Now: t0})
 	})
-	oneWinner(e.t, errs, model.ErrNotFound)
+	oneWinner(e.t, errs, model.ErrBadRecoveryCode)
 	n, err := e.s.RecoveryCodesRemaining(e.ctx, u.ID)
 	wantErr(e.t, "RecoveryCodesRemaining", err, nil)
 	if n != len(tf.codes)-1 {

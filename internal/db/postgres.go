@@ -745,7 +745,7 @@ func pgConsumeProof(ctx context.Context, q pgQuerier, userID string, step int64,
 		return err
 	}
 	if tag.RowsAffected() == 0 {
-		return model.ErrNotFound
+		return model.ErrBadRecoveryCode
 	}
 	return nil
 }

@@ -689,7 +689,7 @@ func sqliteConsumeProof(ctx context.Context, tx *sql.Tx, userID string, step int
 		WHERE user_id = $1 AND code_hash = $2 AND used_at IS NULL`,
 		userID, code, micros(now)))
 	if err == nil && n == 0 {
-		err = model.ErrNotFound
+		err = model.ErrBadRecoveryCode
 	}
 	return err
 }
