@@ -599,3 +599,94 @@ func TestHealth(t *testing.T) {
 		e.do(req{method: "GET", path: "/healthz"}).want(t, 200, "")
 	})
 }
+
+func TestConcurrentSameCode(t *testing.T) {
+	eachStore(t, func(t *testing.T, open func(*testing.T) db.Store) {
+		e := newEnv(t, open(t))
+		a := e.signup("uma@example.com")
+		secret, codes := e.enableTOTP(a)
+		const n = 20
+		for _, tc := range []struct {
+			path, code string
+		}{
+			{"/v1/2fa/totp/verify", twofactor.Code(secret, twofactor.Step(e.clock.now())+1)},
+			{"/v1/2fa/recovery", codes[0]},
+		} {
+			partials := make([]string, n)
+			for i := range partials {
+				partials[i] = e.login("uma@example.com").want(t, 200, "").str("session_token")
+			}
+			results := make(chan int, n)
+			start := make(chan struct{})
+			for i := range n {
+				go func() {
+					<-start
+					r := e.do(req{method: "POST", path: tc.path, token: partials[i],
+						body: map[string]string{"code": tc.code}})
+					results <- r.StatusCode
+				}()
+			}
+			close(start)
+			wins := 0
+			for range n {
+				switch st := <-results; st {
+				case 200:
+					wins++
+				case 422, 429:
+				default:
+					t.Errorf("%s: status %d", tc.path, st)
+				}
+			}
+			if wins != 1 {
+				t.Fatalf("%s: %d of %d concurrent requests with one code passed", tc.path, wins, n)
+			}
+			e.clock.advance(20 * time.Minute) // past the throttling the losers caused
+		}
+	})
+}
+
+// A burst of guesses released at once gets no more tries than the same
+// guesses sent one by one: every attempt is counted before its code is
+// checked, so at most the five free failures are evaluated.
+func TestGuessBurst(t *testing.T) {
+	eachStore(t, func(t *testing.T, open func(*testing.T) db.Store) {
+		e := newEnv(t, open(t))
+		a := e.signup("vic@example.com")
+		secret, _ := e.enableTOTP(a)
+		wrong := fmt.Sprintf("%06d", (atoi(twofactor.Code(secret, twofactor.Step(e.clock.now())))+1)%1000000)
+		const n = 50
+		partials := make([]string, n)
+		for i := range partials {
+			partials[i] = e.login("vic@example.com").want(t, 200, "").str("session_token")
+		}
+		results := make(chan int, n)
+		start := make(chan struct{})
+		for i := range n {
+			go func() {
+				<-start
+				r := e.do(req{method: "POST", path: "/v1/2fa/totp/verify", token: partials[i],
+					body: map[string]string{"code": wrong}})
+				results <- r.StatusCode
+			}()
+		}
+		close(start)
+		evaluated := 0
+		for range n {
+			switch st := <-results; st {
+			case 422:
+				evaluated++
+			case 429:
+			default:
+				t.Errorf("status %d", st)
+			}
+		}
+		u, err := e.store.UserByID(t.Context(), a.id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if evaluated > 5 || u.OTPFailures != evaluated {
+			t.Fatalf("%d guesses evaluated, %d failures counted; want at most 5, all counted",
+				evaluated, u.OTPFailures)
+		}
+	})
+}

@@ -60,17 +60,27 @@ func (s *Server) checkSecondFactorThrottle(u *model.User) error {
 	return nil
 }
 
-// secondFactorFailed counts a failed code against the user and returns
-// the error to answer. From the lockout count on, the user's partial
-// sessions are revoked.
+// claimAttempt counts a second-factor attempt against the user before the
+// code is looked at; a success resets the count. The count is compared and
+// set in one statement, so of many concurrent attempts that read the same
+// count, on any replica, one goes ahead and the rest answer 429.
+func (s *Server) claimAttempt(r *http.Request, u *model.User) error {
+	_, err := s.store.ClaimSecondFactorAttempt(r.Context(), u.ID, u.OTPFailures, s.now())
+	if errors.Is(err, model.ErrStale) {
+		s.metrics.throttled.WithLabelValues("second_factor").Inc()
+		return rateLimited(1)
+	}
+	return err
+}
+
+// secondFactorFailed reports a failed code, already counted by
+// claimAttempt, and returns the error to answer. From the lockout count on,
+// the user's partial sessions are revoked.
 func (s *Server) secondFactorFailed(r *http.Request, u *model.User, kind string,
 	answer *Problem) error {
 	ctx := r.Context()
 	s.metrics.secondFactor.WithLabelValues(kind, "failure").Inc()
-	n, err := s.store.RecordSecondFactorFailure(ctx, u.ID, s.now())
-	if err != nil {
-		return err
-	}
+	n := u.OTPFailures + 1
 	s.log.LogAttrs(ctx, slog.LevelWarn, "second factor failed",
 		slog.String("request_id", requestID(r)), slog.String("user_id", u.ID),
 		slog.String("kind", kind), slog.Int("consecutive_failures", n))
@@ -239,6 +249,9 @@ func (s *Server) totpEnable(w http.ResponseWriter, r *http.Request) error {
 	if p.SessionID != c.session.ID || !now.Before(p.ExpiresAt) {
 		return errSetupRequired
 	}
+	if err := s.claimAttempt(r, c.user); err != nil {
+		return err
+	}
 	if c.user.OTPFailures >= lockoutFailures {
 		return s.secondFactorFailed(r, c.user, "totp", errInvalidOTP)
 	}
@@ -309,6 +322,9 @@ func (s *Server) totpVerify(w http.ResponseWriter, r *http.Request) error {
 	if err := checkPartial(c); err != nil {
 		return err
 	}
+	if err := s.claimAttempt(r, c.user); err != nil {
+		return err
+	}
 	if c.user.OTPFailures >= lockoutFailures {
 		return s.secondFactorFailed(r, c.user, "totp", errInvalidOTP)
 	}
@@ -339,6 +355,9 @@ func (s *Server) recoveryLogin(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if err := checkPartial(c); err != nil {
+		return err
+	}
+	if err := s.claimAttempt(r, c.user); err != nil {
 		return err
 	}
 	normalized, ok := twofactor.NormalizeRecoveryCode(code)
@@ -449,6 +468,9 @@ func (s *Server) totpDisable(w http.ResponseWriter, r *http.Request) error {
 	}
 	if !c.user.TwoFactorEnabled() {
 		return errTwoFactorNotEnabled
+	}
+	if err := s.claimAttempt(r, c.user); err != nil {
+		return err
 	}
 	now := s.now()
 	d := db.Disable{UserID: c.user.ID, KeepSessionID: c.session.ID, Now: now}

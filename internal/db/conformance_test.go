@@ -43,7 +43,8 @@ var storeTests = []struct {
 	{"PassSecondFactorStep", testPassSecondFactorStep},
 	{"PassSecondFactorRecoveryCode", testPassSecondFactorRecoveryCode},
 	{"PassSecondFactorRefused", testPassSecondFactorRefused},
-	{"RecordSecondFactorFailure", testRecordSecondFactorFailure},
+	{"ClaimSecondFactorAttempt", testClaimSecondFactorAttempt},
+	{"RaceClaimSecondFactorAttempt", testRaceClaim},
 	{"DisableTOTP", testDisableTOTP},
 	{"DisableTOTPRefused", testDisableTOTPRefused},
 	{"RecoveryCodes", testRecoveryCodes},
@@ -516,8 +517,8 @@ func testEnableTOTP(e *env) {
 	})
 	other := e.user()
 	theirs := e.session(other.ID, t0)
-	failures, err := e.s.RecordSecondFactorFailure(e.ctx, u.ID, t0)
-	wantErr(e.t, "RecordSecondFactorFailure", err, nil)
+	failures, err := e.fail(u.ID, t0)
+	wantErr(e.t, "fail", err, nil)
 	if failures != 1 {
 		e.t.Fatalf("failures = %d, want 1", failures)
 	}
@@ -664,8 +665,8 @@ func testPassSecondFactorStep(e *env) {
 	u := e.user()
 	tf := e.enable(u.ID, e.session(u.ID, t0), 100)
 	for range 3 {
-		_, err := e.s.RecordSecondFactorFailure(e.ctx, u.ID, t0)
-		wantErr(e.t, "RecordSecondFactorFailure", err, nil)
+		_, err := e.fail(u.ID, t0)
+		wantErr(e.t, "fail", err, nil)
 	}
 
 	s := e.partial(u.ID)
@@ -710,8 +711,8 @@ func testPassSecondFactorStep(e *env) {
 func testPassSecondFactorRecoveryCode(e *env) {
 	u := e.user()
 	tf := e.enable(u.ID, e.session(u.ID, t0), 100)
-	_, err := e.s.RecordSecondFactorFailure(e.ctx, u.ID, t0)
-	wantErr(e.t, "RecordSecondFactorFailure", err, nil)
+	_, err := e.fail(u.ID, t0)
+	wantErr(e.t, "fail", err, nil)
 
 	s := e.partial(u.ID)
 	p := db.SecondFactor{UserID: u.ID, RecoveryCode: tf.codes[3], OldHash: s.TokenHash,
@@ -791,8 +792,8 @@ func testPassSecondFactorRefused(e *env) {
 			OldHash: first.TokenHash, NewHash: hash(e.t), ExpiresAt: t0.Add(time.Hour),
 			Now: t0}
 		wantErr(e.t, "PassSecondFactor", e.s.PassSecondFactor(e.ctx, use), nil)
-		_, err := e.s.RecordSecondFactorFailure(e.ctx, u.ID, t0)
-		wantErr(e.t, "RecordSecondFactorFailure", err, nil)
+		_, err := e.fail(u.ID, t0)
+		wantErr(e.t, "fail", err, nil)
 
 		s := e.partial(u.ID)
 		p := db.SecondFactor{UserID: u.ID, Step: 101, OldHash: s.TokenHash,
@@ -821,24 +822,43 @@ func testPassSecondFactorRefused(e *env) {
 	wantErr(e.t, "same step, right token", e.s.PassSecondFactor(e.ctx, p), nil)
 }
 
-// testRecordSecondFactorFailure checks the running count and time.
-func testRecordSecondFactorFailure(e *env) {
+// testClaimSecondFactorAttempt checks the compare-and-swap of the count.
+func testClaimSecondFactorAttempt(e *env) {
 	u := e.user()
-	for i := 1; i <= 3; i++ {
-		at := t0.Add(time.Duration(i) * time.Second)
-		n, err := e.s.RecordSecondFactorFailure(e.ctx, u.ID, at)
-		wantErr(e.t, "RecordSecondFactorFailure", err, nil)
-		if n != i {
-			e.t.Errorf("failure %d counted as %d", i, n)
-		}
-		got := e.mustUser(u.ID)
-		if got.OTPFailures != i || !got.OTPLastFailureAt.Equal(stored(at)) {
-			e.t.Errorf("user after failure %d: %d at %v", i, got.OTPFailures,
-				got.OTPLastFailureAt)
-		}
+	n, err := e.s.ClaimSecondFactorAttempt(e.ctx, u.ID, 0, t0)
+	wantErr(e.t, "ClaimSecondFactorAttempt", err, nil)
+	if n != 1 {
+		e.t.Errorf("first claim counted as %d", n)
 	}
-	_, err := e.s.RecordSecondFactorFailure(e.ctx, "missing", t0)
-	wantErr(e.t, "RecordSecondFactorFailure unknown", err, model.ErrNotFound)
+	_, err = e.s.ClaimSecondFactorAttempt(e.ctx, u.ID, 0, t0.Add(time.Second))
+	wantErr(e.t, "ClaimSecondFactorAttempt with a stale count", err, model.ErrStale)
+	got := e.mustUser(u.ID)
+	if got.OTPFailures != 1 || !got.OTPLastFailureAt.Equal(stored(t0)) {
+		e.t.Errorf("a stale claim changed the user: %d at %v", got.OTPFailures,
+			got.OTPLastFailureAt)
+	}
+	n, err = e.s.ClaimSecondFactorAttempt(e.ctx, u.ID, 1, t0.Add(2*time.Second))
+	wantErr(e.t, "ClaimSecondFactorAttempt", err, nil)
+	if got := e.mustUser(u.ID); n != 2 || got.OTPFailures != 2 ||
+		!got.OTPLastFailureAt.Equal(stored(t0.Add(2*time.Second))) {
+		e.t.Errorf("second claim: %d, user %d at %v", n, got.OTPFailures, got.OTPLastFailureAt)
+	}
+	_, err = e.s.ClaimSecondFactorAttempt(e.ctx, "missing", 0, t0)
+	wantErr(e.t, "ClaimSecondFactorAttempt unknown", err, model.ErrStale)
+}
+
+// testRaceClaim releases many claims with the same observed count at once:
+// exactly one is counted, so a burst of guesses cannot all be tried.
+func testRaceClaim(e *env) {
+	u := e.user()
+	errs := race(racers, func(int) error {
+		_, err := e.s.ClaimSecondFactorAttempt(e.ctx, u.ID, 0, t0)
+		return err
+	})
+	oneWinner(e.t, errs, model.ErrStale)
+	if got := e.mustUser(u.ID); got.OTPFailures != 1 {
+		e.t.Errorf("%d failures counted after the race, want 1", got.OTPFailures)
+	}
 }
 
 // testDisableTOTP checks every effect of disabling, with a TOTP step and
@@ -853,8 +873,8 @@ func testDisableTOTP(e *env) {
 		other := e.user()
 		theirs := e.session(other.ID, t0)
 		e.pending(u.ID, keep.ID)
-		_, err := e.s.RecordSecondFactorFailure(e.ctx, u.ID, t0)
-		wantErr(e.t, "RecordSecondFactorFailure", err, nil)
+		_, err := e.fail(u.ID, t0)
+		wantErr(e.t, "fail", err, nil)
 
 		d := db.Disable{UserID: u.ID, KeepSessionID: keep.ID, Step: 101,
 			Now: t0.Add(time.Minute)}
@@ -1153,12 +1173,12 @@ func testLoginThrottle(e *env) {
 // calls exercises a read and a write of s.
 func calls(ctx context.Context, s db.Store, userID string) map[string]error {
 	_, readErr := s.UserByID(ctx, userID)
-	_, writeErr := s.RecordSecondFactorFailure(ctx, userID, t0)
+	_, writeErr := s.ClaimSecondFactorAttempt(ctx, userID, 0, t0)
 	return map[string]error{
-		"Ping":                      s.Ping(ctx),
-		"UserByID":                  readErr,
-		"RecordSecondFactorFailure": writeErr,
-		"EnableTOTP":                s.EnableTOTP(ctx, db.Enable{UserID: userID}),
+		"Ping":                     s.Ping(ctx),
+		"UserByID":                 readErr,
+		"ClaimSecondFactorAttempt": writeErr,
+		"EnableTOTP":               s.EnableTOTP(ctx, db.Enable{UserID: userID}),
 	}
 }
 

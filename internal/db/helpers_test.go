@@ -233,3 +233,10 @@ func equal(t testing.TB, what string, got, want any) {
 		t.Errorf("%s:\n got %+v\nwant %+v", what, got, want)
 	}
 }
+
+// fail counts one failed second-factor attempt for the user, as the
+// service does before checking a code.
+func (e *env) fail(userID string, at time.Time) (int, error) {
+	e.t.Helper()
+	return e.s.ClaimSecondFactorAttempt(e.ctx, userID, e.mustUser(userID).OTPFailures, at)
+}

@@ -765,19 +765,20 @@ func (s *pgStore) PassSecondFactor(ctx context.Context, p SecondFactor) error {
 	})
 }
 
-// RecordSecondFactorFailure counts one more failed second factor.
-func (s *pgStore) RecordSecondFactorFailure(ctx context.Context, userID string,
+// ClaimSecondFactorAttempt counts an attempt if the count is still seen.
+func (s *pgStore) ClaimSecondFactorAttempt(ctx context.Context, userID string, seen int,
 	at time.Time) (int, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 
-	op := "record second-factor failure of " + userID
+	op := "claim second-factor attempt of " + userID
 	var n int
 	err := s.pool.QueryRow(ctx, `
-		UPDATE users SET otp_failures = otp_failures + 1, otp_last_failure_at = $2
-		WHERE id = $1 RETURNING otp_failures`, userID, at.UTC()).Scan(&n)
+		UPDATE users SET otp_failures = otp_failures + 1, otp_last_failure_at = $3
+		WHERE id = $1 AND otp_failures = $2 RETURNING otp_failures`,
+		userID, seen, at.UTC()).Scan(&n)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return 0, fmt.Errorf("db: %s: %w", op, model.ErrNotFound)
+		return 0, fmt.Errorf("db: %s: %w", op, model.ErrStale)
 	}
 	if err != nil {
 		return 0, pgError(op, err)

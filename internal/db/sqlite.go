@@ -729,17 +729,18 @@ func (s *sqliteStore) PassSecondFactor(ctx context.Context, p SecondFactor) erro
 	})
 }
 
-// RecordSecondFactorFailure counts one more failed second factor.
-func (s *sqliteStore) RecordSecondFactorFailure(ctx context.Context, userID string,
-	at time.Time) (int, error) {
+// ClaimSecondFactorAttempt counts an attempt if the count is still seen.
+func (s *sqliteStore) ClaimSecondFactorAttempt(ctx context.Context, userID string,
+	seen int, at time.Time) (int, error) {
 	var n int
-	op := "record second-factor failure of " + userID
+	op := "claim second-factor attempt of " + userID
 	err := s.inTx(ctx, op, func(ctx context.Context, tx *sql.Tx) error {
 		err := tx.QueryRowContext(ctx, `
-			UPDATE users SET otp_failures = otp_failures + 1, otp_last_failure_at = $2
-			WHERE id = $1 RETURNING otp_failures`, userID, micros(at)).Scan(&n)
+			UPDATE users SET otp_failures = otp_failures + 1, otp_last_failure_at = $3
+			WHERE id = $1 AND otp_failures = $2 RETURNING otp_failures`,
+			userID, seen, micros(at)).Scan(&n)
 		if errors.Is(err, sql.ErrNoRows) {
-			return model.ErrNotFound
+			return model.ErrStale
 		}
 		return err
 	})

@@ -108,10 +108,14 @@ type Store interface {
 	// On any error nothing changes.
 	PassSecondFactor(ctx context.Context, p SecondFactor) error
 
-	// RecordSecondFactorFailure adds one to the user's consecutive failure
-	// count, sets the time of the last failure to at, and returns the new
-	// count; model.ErrNotFound for an unknown user.
-	RecordSecondFactorFailure(ctx context.Context, userID string, at time.Time) (int, error)
+	// ClaimSecondFactorAttempt counts an attempt as a failure before its
+	// code is checked, so that concurrent guesses cannot all slip in before
+	// any of them is counted: if the user's failure count is still seen, it
+	// becomes seen+1 with the time at, and the new count is returned; a
+	// success later resets it. model.ErrStale if the count is no longer
+	// seen (another attempt claimed it first) or the user does not exist.
+	ClaimSecondFactorAttempt(ctx context.Context, userID string, seen int,
+		at time.Time) (int, error)
 
 	// DisableTOTP removes the second factor, in one transaction:
 	//   - consumes the proof as PassSecondFactor does (Step or RecoveryCode),

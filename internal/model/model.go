@@ -35,6 +35,10 @@ var (
 	// ErrTwoFactorDisabled means the user has no confirmed second factor.
 	ErrTwoFactorDisabled = errors.New("two-factor authentication not enabled")
 
+	// ErrStale means the record changed since the caller read it, so a
+	// conditional write that expected the old state did nothing.
+	ErrStale = errors.New("record changed concurrently")
+
 	// ErrUnavailable means the database could not be reached or did not
 	// answer in time. It is worth retrying later.
 	ErrUnavailable = errors.New("database unavailable")
