@@ -4,6 +4,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"time"
 	"unicode/utf8"
 
 	"github.com/authsvc/authsvc/internal/db"
@@ -132,6 +133,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) error {
 	}
 
 	ctx := r.Context()
+	now := s.now()
 	fail := func(reason string, userID string) error {
 		s.loginIP.add(ipKey)
 		s.metrics.logins.WithLabelValues("failure").Inc()
@@ -139,6 +141,10 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) error {
 			slog.String("request_id", requestID(r)), slog.String("reason", reason),
 			slog.String("user_id", userID), slog.String("client_ip", info(r).clientIP.String()))
 		return errInvalidCredentials
+	}
+	throttled := func(wait time.Duration) error {
+		s.metrics.throttled.WithLabelValues("login_account").Inc()
+		return rateLimited(retryAfter(wait))
 	}
 	pw, pwErr := password.Normalize(in.password)
 	if pwErr != nil && utf8.RuneCountInString(in.password) > 256 {
@@ -153,13 +159,25 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) error {
 	}
 	u, err := s.store.UserByEmail(ctx, email.Canonical)
 	if errors.Is(err, model.ErrNotFound) {
+		// Unknown addresses are throttled like accounts, so that neither
+		// the answer nor its timing tells whether the account exists.
+		if wait := s.unknown.wait(email.Canonical, now); wait > 0 {
+			return throttled(wait)
+		}
 		if err := s.hasher.VerifyDummy(ctx, in.password); err != nil {
 			return err
 		}
+		s.unknown.fail(email.Canonical, now)
 		return fail("unknown email", "")
 	}
 	if err != nil {
 		return err
+	}
+	device := s.knownDevice(r, u.ID)
+	if wait, err := s.loginWait(r, u, device); err != nil {
+		return err
+	} else if wait > 0 {
+		return throttled(wait)
 	}
 	if pwErr != nil {
 		pw = in.password
@@ -169,11 +187,18 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if !ok {
+		if _, err := s.store.RecordLoginFailure(ctx, u.ID, device, now); err != nil {
+			return err
+		}
 		return fail("wrong password", u.ID)
 	}
+	if err := s.store.ResetLoginFailures(ctx, u.ID, device); err != nil {
+		return err
+	}
+	s.rememberDevice(w, u.ID, device)
 	if rehash {
 		if h, err := s.hasher.Hash(ctx, pw); err == nil {
-			if err := s.store.UpdatePasswordHash(ctx, u.ID, h, s.now()); err != nil {
+			if err := s.store.UpdatePasswordHash(ctx, u.ID, h, now); err != nil {
 				s.log.LogAttrs(ctx, slog.LevelWarn, "password re-hash not saved",
 					slog.String("user_id", u.ID), slog.String("error", err.Error()))
 			}

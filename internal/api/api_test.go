@@ -690,3 +690,50 @@ func TestGuessBurst(t *testing.T) {
 		}
 	})
 }
+
+func TestLoginThrottle(t *testing.T) {
+	eachStore(t, func(t *testing.T, open func(*testing.T) db.Store) {
+		e := newEnv(t, open(t))
+		e.signup("wes@example.com")
+		// The owner's browser logs in once and gets a device cookie.
+		r := e.login("wes@example.com").want(t, 200, "")
+		var device *http.Cookie
+		for _, c := range r.Cookies() {
+			if c.Name == "__Host-authsvc_device" {
+				device = c
+			}
+		}
+		if device == nil || !device.HttpOnly || !device.Secure {
+			t.Fatalf("device cookie %+v", device)
+		}
+		attempt := func(email, pw string, withDevice bool) *res {
+			h := map[string]string{}
+			if withDevice {
+				h["Cookie"] = device.Name + "=" + device.Value
+			}
+			return e.do(req{method: "POST", path: "/v1/login", header: h,
+				body: map[string]string{"email": email, "password": pw, "session_transport": "bearer"}})
+		}
+		// Strangers fail five times; the sixth try waits, even with the right password.
+		for i := 0; i < 5; i++ {
+			attempt("wes@example.com", "wrong password", false).want(t, 401, "invalid_credentials")
+		}
+		r = attempt("wes@example.com", goodPass, false).want(t, 429, "rate_limited")
+		if r.Header.Get("Retry-After") != "1" {
+			t.Fatalf("Retry-After %q", r.Header.Get("Retry-After"))
+		}
+		// The owner's device keeps its own count.
+		attempt("wes@example.com", goodPass, true).want(t, 200, "")
+		// A device cookie signed for someone else, or forged, is a stranger.
+		e.signup("xia@example.com")
+		device.Value = "AAAAAAAAAAAAAAAAAAAAAA.forged"
+		attempt("wes@example.com", goodPass, true).want(t, 429, "rate_limited")
+		// An unknown address is throttled the same way.
+		for i := 0; i < 5; i++ {
+			attempt("nobody@example.com", "wrong password", false).want(t, 401, "invalid_credentials")
+		}
+		attempt("nobody@example.com", "wrong password", false).want(t, 429, "rate_limited")
+		e.clock.advance(time.Second)
+		attempt("wes@example.com", goodPass, false).want(t, 200, "")
+	})
+}

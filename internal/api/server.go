@@ -66,6 +66,8 @@ type Server struct {
 	loginIP    *ipLimiter
 	signupIP   *ipLimiter
 	recovery   [][]byte // recovery-code HMAC keys, current first
+	deviceKey  []byte   // signs device cookies
+	unknown    unknownEmails
 
 	draining chan struct{} // closed when the server starts shutting down
 	router   chi.Router
@@ -90,6 +92,7 @@ func New(d Deps, o Options) *Server {
 	s.signupIP = newIPLimiter(o.SignupsPerIP, time.Minute, s.now)
 	s.recovery = append([][]byte{d.Keys.Derive(recoveryKeyPurpose)},
 		d.Keys.DerivePrevious(recoveryKeyPurpose)...)
+	s.deviceKey = d.Keys.Derive(deviceKeyPurpose)
 	s.routes(o.ServeMetrics)
 	return s
 }
