@@ -305,24 +305,34 @@ func checkPartial(c *call) error {
 	return nil
 }
 
-// totpVerify handles POST /v1/2fa/totp/verify: a partial session passes
-// its second factor with a TOTP code.
-func (s *Server) totpVerify(w http.ResponseWriter, r *http.Request) error {
+// beginPartial runs the checks verify and recovery share, in the
+// contract's order, and counts the attempt; it returns the code sent.
+func (s *Server) beginPartial(w http.ResponseWriter, r *http.Request) (*call, string, error) {
 	c, err := s.begin(w, r, rules{body: true, access: partial})
 	if err != nil {
-		return err
+		return nil, "", err
 	}
 	if err := s.checkSecondFactorThrottle(c.user); err != nil {
-		return err
+		return nil, "", err
 	}
 	code, err := decodeCode(c.body)
 	if err != nil {
-		return err
+		return nil, "", err
 	}
 	if err := checkPartial(c); err != nil {
-		return err
+		return nil, "", err
 	}
 	if err := s.claimAttempt(r, c.user); err != nil {
+		return nil, "", err
+	}
+	return c, code, nil
+}
+
+// totpVerify handles POST /v1/2fa/totp/verify: a partial session passes
+// its second factor with a TOTP code.
+func (s *Server) totpVerify(w http.ResponseWriter, r *http.Request) error {
+	c, code, err := s.beginPartial(w, r)
+	if err != nil {
 		return err
 	}
 	if c.user.OTPFailures >= lockoutFailures {
@@ -343,21 +353,8 @@ func (s *Server) totpVerify(w http.ResponseWriter, r *http.Request) error {
 // recoveryLogin handles POST /v1/2fa/recovery: a partial session passes
 // its second factor with a recovery code, which is used up.
 func (s *Server) recoveryLogin(w http.ResponseWriter, r *http.Request) error {
-	c, err := s.begin(w, r, rules{body: true, access: partial})
+	c, code, err := s.beginPartial(w, r)
 	if err != nil {
-		return err
-	}
-	if err := s.checkSecondFactorThrottle(c.user); err != nil {
-		return err
-	}
-	code, err := decodeCode(c.body)
-	if err != nil {
-		return err
-	}
-	if err := checkPartial(c); err != nil {
-		return err
-	}
-	if err := s.claimAttempt(r, c.user); err != nil {
 		return err
 	}
 	normalized, ok := twofactor.NormalizeRecoveryCode(code)
