@@ -195,7 +195,10 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) error {
 	if err := s.store.ResetLoginFailures(ctx, u.ID, device); err != nil {
 		return err
 	}
-	s.rememberDevice(w, u.ID, device)
+	if tr == viaCookie {
+		// Bearer answers set no cookie; native clients are not browsers.
+		s.rememberDevice(w, u.ID, device)
+	}
 	if rehash {
 		if h, err := s.hasher.Hash(ctx, pw); err == nil {
 			if err := s.store.UpdatePasswordHash(ctx, u.ID, h, now); err != nil {

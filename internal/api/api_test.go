@@ -695,8 +695,13 @@ func TestLoginThrottle(t *testing.T) {
 	eachStore(t, func(t *testing.T, open func(*testing.T) db.Store) {
 		e := newEnv(t, open(t))
 		e.signup("wes@example.com")
-		// The owner's browser logs in once and gets a device cookie.
-		r := e.login("wes@example.com").want(t, 200, "")
+		// The owner's browser logs in once and gets a device cookie; bearer
+		// logins set no cookie at all.
+		if c := e.login("wes@example.com").want(t, 200, "").Cookies(); len(c) != 0 {
+			t.Fatalf("bearer login set cookies %v", c)
+		}
+		r := e.do(req{method: "POST", path: "/v1/login",
+			body: map[string]string{"email": "wes@example.com", "password": goodPass}}).want(t, 200, "")
 		var device *http.Cookie
 		for _, c := range r.Cookies() {
 			if c.Name == "__Host-authsvc_device" {
