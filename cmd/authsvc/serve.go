@@ -132,8 +132,11 @@ func serve(ctx context.Context, getenv func(string) string, logOut io.Writer,
 	case <-ctx.Done():
 	}
 
-	log.Info("shutting down: draining in-flight requests")
+	log.Info("shutting down: /readyz answers 503 from now on",
+		slog.Duration("delay", cfg.ShutdownDelay))
 	srv.Drain()
+	time.Sleep(cfg.ShutdownDelay)
+	log.Info("closing the listener and draining in-flight requests")
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()
 	var errs []error
@@ -142,7 +145,7 @@ func serve(ctx context.Context, getenv func(string) string, logOut io.Writer,
 			errs = append(errs, fmt.Errorf("shutdown: %w", err))
 		}
 	}
-	log.Info("stopped")
+	log.Info("stopped; closing the database")
 	return errors.Join(errs...)
 }
 

@@ -30,10 +30,17 @@ func envOf(kv ...string) func(string) string {
 // stops it and returns serve's error.
 func serveInProcess(t *testing.T, getenv func(string) string) (string, func() error) {
 	t.Helper()
+	return serveLogged(t, getenv, io.Discard)
+}
+
+// serveLogged is serveInProcess with the log written to logOut.
+func serveLogged(t *testing.T, getenv func(string) string, logOut io.Writer) (string,
+	func() error) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	addrc := make(chan string, 1)
 	errc := make(chan error, 1)
-	go func() { errc <- serve(ctx, getenv, io.Discard, func(a string) { addrc <- a }) }()
+	go func() { errc <- serve(ctx, getenv, logOut, func(a string) { addrc <- a }) }()
 	select {
 	case addr := <-addrc:
 		stopped := false

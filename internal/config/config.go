@@ -37,6 +37,9 @@ type Config struct {
 	SessionTTL     time.Duration
 	SessionMaxAge  time.Duration
 	MetricsAddr    string
+	// ShutdownDelay is how long /readyz answers 503 after SIGTERM before
+	// the listener closes, so load balancers notice first.
+	ShutdownDelay time.Duration
 	LogFormat      string // "json", "text" or "" (text on a terminal, else JSON)
 	LogLevel       string
 
@@ -161,6 +164,13 @@ func Load(getenv func(string) string, readFile func(string) ([]byte, error)) (*C
 		bad("AUTHSVC_SESSION_MAX_AGE", "%s is shorter than AUTHSVC_SESSION_TTL (%s)",
 			c.SessionMaxAge, c.SessionTTL)
 	}
+	if v := lookup("AUTHSVC_SHUTDOWN_DELAY"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 || d > 5*time.Minute {
+			bad("AUTHSVC_SHUTDOWN_DELAY", "%q is not a Go duration from 0s to 5m", v)
+		}
+		c.ShutdownDelay = d
+	}
 	c.DatabaseConns = integer(lookup, "AUTHSVC_DATABASE_MAX_CONNS", c.DatabaseConns, 1, 1000, bad)
 	c.LoginFailuresPerIP = integer(lookup, "AUTHSVC_LOGIN_FAILURES_PER_IP",
 		c.LoginFailuresPerIP, 1, 1_000_000, bad)
@@ -206,7 +216,7 @@ func Names() []string {
 		"AUTHSVC_ALLOWED_ORIGINS", "AUTHSVC_TRUSTED_PROXIES", "AUTHSVC_COOKIE_SECURE",
 		"AUTHSVC_SESSION_TTL", "AUTHSVC_SESSION_MAX_AGE", "AUTHSVC_METRICS_ADDR",
 		"AUTHSVC_LOG_FORMAT", "AUTHSVC_LOG_LEVEL", "AUTHSVC_LOGIN_FAILURES_PER_IP",
-		"AUTHSVC_SIGNUPS_PER_IP", "AUTHSVC_HASH_CONCURRENCY",
+		"AUTHSVC_SIGNUPS_PER_IP", "AUTHSVC_HASH_CONCURRENCY", "AUTHSVC_SHUTDOWN_DELAY",
 	}
 }
 
@@ -243,6 +253,7 @@ func (c *Config) Redacted() []string {
 		"AUTHSVC_LOGIN_FAILURES_PER_IP=" + strconv.Itoa(c.LoginFailuresPerIP),
 		"AUTHSVC_SIGNUPS_PER_IP=" + strconv.Itoa(c.SignupsPerIP),
 		"AUTHSVC_HASH_CONCURRENCY=" + strconv.Itoa(c.HashConcurrency),
+		"AUTHSVC_SHUTDOWN_DELAY=" + c.ShutdownDelay.String(),
 	}
 }
 
