@@ -2,10 +2,13 @@ package api
 
 import (
 	"bytes"
+	"encoding/base32"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/authsvc/authsvc/internal/db"
+	"github.com/authsvc/authsvc/internal/db/dbtest"
 	"github.com/authsvc/authsvc/internal/secretbox"
 	"github.com/authsvc/authsvc/internal/twofactor"
 )
@@ -251,3 +254,39 @@ func rebuild(e *env, keys *secretbox.Keyring) *Server {
 		AllowedOrigins: []string{testOrigin}, LoginFailuresPerIP: 1000, SignupsPerIP: 1000})
 }
 
+// Nothing secret reaches the log: passwords, codes, TOTP secrets, recovery
+// codes and session tokens, through a whole journey with failures.
+func TestLogsKeepSecrets(t *testing.T) {
+	e := newEnv(t, dbtest.Open(t, dbtest.SQLitePath(t)))
+	a := e.signup("fox@example.com")
+	first := a.token
+	secret, codes := e.enableTOTP(a)
+	p := e.login("fox@example.com").want(t, 200, "").str("session_token")
+	wrong := "999999"
+	e.do(req{method: "POST", path: "/v1/2fa/totp/verify", token: p,
+		body: map[string]string{"code": wrong}}).want(t, 422, "invalid_otp")
+	e.do(req{method: "POST", path: "/v1/login", body: map[string]string{
+		"email": "fox@example.com", "password": "a wrong password"}}).want(t, 401, "")
+	e.clock.advance(time.Minute)
+	good := twofactor.Code(secret, twofactor.Step(e.clock.now()))
+	e.do(req{method: "POST", path: "/v1/2fa/totp/verify", token: p,
+		body: map[string]string{"code": good}}).want(t, 200, "")
+	p2 := e.login("fox@example.com").want(t, 200, "").str("session_token")
+	e.do(req{method: "POST", path: "/v1/2fa/recovery", token: p2,
+		body: map[string]string{"code": codes[0]}}).want(t, 200, "")
+
+	logs := e.logs.String()
+	for _, s := range append([]string{goodPass, "a wrong password", first, a.token, p, p2,
+		wrong, good, base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(secret)},
+		codes...) {
+		if strings.Contains(logs, s) {
+			t.Fatalf("the log contains %q:\n%s", s, logs)
+		}
+	}
+	for _, event := range []string{"login failed", "second factor failed",
+		"two-factor authentication enabled", "second factor passed"} {
+		if !strings.Contains(logs, event) {
+			t.Errorf("no %q event in the log", event)
+		}
+	}
+}

@@ -180,6 +180,12 @@ func (s *Server) handle(h func(http.ResponseWriter, *http.Request) error) http.H
 			return
 		}
 		if p, ok := asProblem(err); ok {
+			if p.Status == http.StatusTooManyRequests {
+				s.log.LogAttrs(r.Context(), slog.LevelWarn, "request throttled",
+					slog.String("request_id", requestID(r)), slog.String("path", r.URL.Path),
+					slog.String("user_id", info(r).userID),
+					slog.String("client_ip", info(r).clientIP.String()))
+			}
 			writeProblem(w, p)
 			return
 		}
