@@ -118,3 +118,35 @@ func TestDatabasePasswordNotLogged(t *testing.T) {
 type writerFunc func([]byte) (int, error)
 
 func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+// Metrics can live on a listener of their own, with the pool's figures.
+func TestMetricsListener(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	maddr := l.Addr().String()
+	l.Close()
+	addr, _ := serveInProcess(t, envOf("AUTHSVC_ADDR=127.0.0.1:0",
+		"AUTHSVC_DATABASE_URL="+dbtest.PostgresURL(t), "AUTHSVC_METRICS_ADDR="+maddr,
+		"AUTHSVC_ENCRYPTION_KEY=MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="))
+	if resp, err := http.Get("http://" + addr + "/healthz"); err == nil {
+		resp.Body.Close()
+	}
+	resp, err := http.Get("http://" + maddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var text strings.Builder
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		text.WriteString(sc.Text() + "\n")
+	}
+	for _, want := range []string{"authsvc_db_connections_acquired", "authsvc_password_hashes_waiting",
+		`authsvc_http_request_duration_seconds_count{method="GET",route="/healthz",status="200"} 1`} {
+		if !strings.Contains(text.String(), want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+}

@@ -80,6 +80,9 @@ func serve(ctx context.Context, getenv func(string) string, logOut io.Writer,
 			Help: "Requests waiting for a password hashing slot.",
 		}, func() float64 { return float64(hasher.Waiting()) }),
 	)
+	if _, ok := db.Stats(store); ok {
+		metrics.Register(poolCollectors(store)...)
+	}
 	srv := api.New(api.Deps{
 		Store: store, Sessions: sessions, Hasher: hasher, Keys: keys,
 		ClientIP: clientip.New(cfg.TrustedProxies), Logger: log, Metrics: metrics,
@@ -285,4 +288,34 @@ func migrateUp(ctx context.Context, url string) error {
 		return fmt.Errorf("AUTHSVC_DATABASE_URL: %w", err)
 	}
 	return m.Up(ctx)
+}
+
+// poolCollectors export the PostgreSQL pool's figures.
+func poolCollectors(store db.Store) []prometheus.Collector {
+	stat := func(f func(db.PoolStats) float64) func() float64 {
+		return func() float64 {
+			st, _ := db.Stats(store)
+			return f(st)
+		}
+	}
+	gauge := func(name, help string, f func(db.PoolStats) float64) prometheus.Collector {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, stat(f))
+	}
+	counter := func(name, help string, f func(db.PoolStats) float64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, stat(f))
+	}
+	return []prometheus.Collector{
+		gauge("authsvc_db_connections_acquired", "Pool connections in use.",
+			func(s db.PoolStats) float64 { return float64(s.Acquired) }),
+		gauge("authsvc_db_connections_idle", "Idle pool connections.",
+			func(s db.PoolStats) float64 { return float64(s.Idle) }),
+		gauge("authsvc_db_connections_max", "Pool size limit.",
+			func(s db.PoolStats) float64 { return float64(s.Max) }),
+		counter("authsvc_db_acquires_total", "Connections taken from the pool.",
+			func(s db.PoolStats) float64 { return float64(s.AcquireCount) }),
+		counter("authsvc_db_acquire_waits_total", "Acquisitions that waited for a connection.",
+			func(s db.PoolStats) float64 { return float64(s.EmptyAcquireCount) }),
+		counter("authsvc_db_acquire_wait_seconds_total", "Time spent waiting for connections.",
+			func(s db.PoolStats) float64 { return s.AcquireWait.Seconds() }),
+	}
 }

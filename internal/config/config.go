@@ -40,8 +40,8 @@ type Config struct {
 	// ShutdownDelay is how long /readyz answers 503 after SIGTERM before
 	// the listener closes, so load balancers notice first.
 	ShutdownDelay time.Duration
-	LogFormat      string // "json", "text" or "" (text on a terminal, else JSON)
-	LogLevel       string
+	LogFormat     string // "json", "text" or "" (text on a terminal, else JSON)
+	LogLevel      string
 
 	// LoginFailuresPerIP and SignupsPerIP bound what one client address may
 	// do per LoginWindow and SignupWindow.

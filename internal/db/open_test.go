@@ -269,3 +269,26 @@ func TestSQLiteFiles(t *testing.T) {
 		}
 	}
 }
+
+// TestStats checks that the pool figures follow a held connection.
+func TestStats(t *testing.T) {
+	for name, open := range dbtest.Stores(t) {
+		t.Run(name, func(t *testing.T) {
+			s := open(t)
+			st, ok := db.Stats(s)
+			if ok != (name == "postgres") {
+				t.Fatalf("Stats ok = %v on %s", ok, name)
+			}
+			if !ok {
+				return
+			}
+			if err := s.Ping(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+			st, _ = db.Stats(s)
+			if st.Max < 1 || st.Total < 1 || st.AcquireCount < 1 {
+				t.Fatalf("stats after a ping: %+v", st)
+			}
+		})
+	}
+}
