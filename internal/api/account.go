@@ -4,6 +4,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -223,7 +224,7 @@ func (s *Server) startSession(w http.ResponseWriter, r *http.Request, u *model.U
 		ID: session.NewID(), TokenHash: hash, UserID: u.ID,
 		CreatedAt: now, LastSeenAt: now, PasswordVerifiedAt: now,
 		ExpiresAt: s.sessions.FullExpiry(now, now),
-		ClientIP:  info(r).clientIP.String(), UserAgent: truncate(r.UserAgent(), 512),
+		ClientIP:  info(r).clientIP.String(), UserAgent: cleanText(r.UserAgent(), 512),
 	}
 	partial := u.TwoFactorEnabled()
 	if partial {
@@ -414,6 +415,13 @@ func passwordReason(err error) string {
 		return "The password is not acceptable: " + weak.Reason + "."
 	}
 	return "The password is not acceptable."
+}
+
+// cleanText makes header text fit for storage: valid UTF-8 without NUL
+// bytes, at most n bytes long.
+func cleanText(s string, n int) string {
+	s = strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "")
+	return truncate(s, n)
 }
 
 func truncate(s string, n int) string {

@@ -290,3 +290,33 @@ func TestLogsKeepSecrets(t *testing.T) {
 		}
 	}
 }
+
+// Methods chi does not know still reach /v1/authorize, get the /v1
+// headers, and are 404 where no route exists.
+func TestUnknownMethods(t *testing.T) {
+	e := newEnv(t, dbtest.Open(t, dbtest.SQLitePath(t)))
+	a := e.signup("gus@example.com")
+	r := e.do(req{method: "PROPFIND", path: "/v1/authorize/dav/x", token: a.token}).want(t, 200, "")
+	if r.Header.Get("X-Auth-User-Id") != a.id || r.Header.Get("Cache-Control") != "no-store" {
+		t.Fatalf("PROPFIND authorize: %v", r.Header)
+	}
+	e.do(req{method: "MKCOL", path: "/v1/authorize"}).want(t, 401, "unauthenticated")
+	r = e.do(req{method: "PROPFIND", path: "/v1/session", token: a.token}).want(t, 405, "method_not_allowed")
+	if r.Header.Get("Allow") != "GET" || r.Header.Get("X-Content-Type-Options") != "nosniff" {
+		t.Fatalf("PROPFIND session: %v", r.Header)
+	}
+	e.do(req{method: "PROPFIND", path: "/nothing"}).want(t, 404, "not_found")
+}
+
+// A User-Agent that is not UTF-8 is legal HTTP; it is stored cleaned.
+func TestOddUserAgent(t *testing.T) {
+	eachStore(t, func(t *testing.T, open func(*testing.T) db.Store) {
+		e := newEnv(t, open(t))
+		r := e.do(req{method: "POST", path: "/v1/signup",
+			header: map[string]string{"User-Agent": "Mozil\xffa/5.0 \x01"},
+			body:   map[string]string{"email": "hub@example.com", "password": goodPass}}).want(t, 201, "")
+		if ua := r.str("session", "user_agent"); ua != "Mozil\uFFFDa/5.0 \x01" {
+			t.Fatalf("user agent %q", ua)
+		}
+	})
+}

@@ -160,13 +160,26 @@ func (s *Server) routes(serveMetrics bool) {
 }
 
 // methodNotAllowed answers 405 with the Allow header RFC 9110 asks for.
+// chi sends every method it does not know here too, before any sub-router
+// runs, so /v1 headers are set here and /v1/authorize, which takes any
+// method, is answered from here for those.
 func (s *Server) methodNotAllowed(w http.ResponseWriter, r *http.Request) error {
+	p := r.URL.Path
+	if p == "/v1" || strings.HasPrefix(p, "/v1/") {
+		setAPIHeaders(w)
+	}
+	if p == "/v1/authorize" || strings.HasPrefix(p, "/v1/authorize/") {
+		return s.authorize(w, r)
+	}
 	var allowed []string
 	for _, m := range []string{http.MethodGet, http.MethodHead, http.MethodPost,
 		http.MethodPut, http.MethodPatch, http.MethodDelete} {
 		if s.router.Match(chi.NewRouteContext(), m, r.URL.Path) {
 			allowed = append(allowed, m)
 		}
+	}
+	if len(allowed) == 0 {
+		return errNotFound
 	}
 	w.Header().Set("Allow", strings.Join(allowed, ", "))
 	return errMethodNotAllowed
@@ -210,11 +223,15 @@ func (s *Server) handle(h func(http.ResponseWriter, *http.Request) error) http.H
 // apiHeaders sets the headers every /v1 answer carries.
 func apiHeaders(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		h := w.Header()
-		h.Set("Cache-Control", "no-store")
-		h.Set("X-Content-Type-Options", "nosniff")
+		setAPIHeaders(w)
 		next.ServeHTTP(w, r)
 	})
+}
+
+func setAPIHeaders(w http.ResponseWriter) {
+	h := w.Header()
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
 }
 
 // cors answers preflights and marks answers readable for the configured
