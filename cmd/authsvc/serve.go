@@ -79,6 +79,10 @@ func serve(ctx context.Context, getenv func(string) string, logOut io.Writer,
 			Name: "authsvc_password_hashes_waiting",
 			Help: "Requests waiting for a password hashing slot.",
 		}, func() float64 { return float64(hasher.Waiting()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "authsvc_password_hash_wait_seconds_total",
+			Help: "Time requests have spent waiting for a password hashing slot.",
+		}, func() float64 { return hasher.Waited().Seconds() }),
 	)
 	if _, ok := db.Stats(store); ok {
 		metrics.Register(poolCollectors(store)...)

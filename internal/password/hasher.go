@@ -32,6 +32,7 @@ type Hasher struct {
 
 	inFlight atomic.Int64
 	waiting  atomic.Int64
+	waited   atomic.Int64 // nanoseconds callers have spent waiting for slots
 
 	// derive computes the raw hash; after returns the channel that fires
 	// when a wait for a slot times out. Tests replace both.
@@ -77,6 +78,11 @@ func (h *Hasher) Params() Params {
 // InFlight returns the number of hashes running now.
 func (h *Hasher) InFlight() int {
 	return int(h.inFlight.Load())
+}
+
+// Waited returns the total time callers have spent waiting for slots.
+func (h *Hasher) Waited() time.Duration {
+	return time.Duration(h.waited.Load())
 }
 
 // Waiting returns the number of callers waiting for a hashing slot now.
@@ -163,6 +169,8 @@ func (h *Hasher) acquire(ctx context.Context) error {
 
 	h.waiting.Add(1)
 	defer h.waiting.Add(-1)
+	start := time.Now()
+	defer func() { h.waited.Add(int64(time.Since(start))) }()
 
 	timeout := h.after(h.maxWait)
 	select {

@@ -78,6 +78,9 @@ func TestHasherBound(t *testing.T) {
 	if got := h.Waiting(); got != 0 {
 		t.Fatalf("Waiting() after timeout = %d, want 0", got)
 	}
+	if h.Waited() <= 0 {
+		t.Fatalf("Waited() = %v after a caller waited", h.Waited())
+	}
 
 	for _, done := range running {
 		g.finish <- struct{}{}
