@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -14,8 +15,27 @@ import (
 func TestCaddy(t *testing.T) {
 	t.Parallel()
 	testGateway(t, gateway{
-		name:        "caddy",
-		start:       startCaddy,
+		start:       startCaddy(nil),
+		problems403: true,
+		anyName:     true,
+	})
+}
+
+// TestCaddyRedirect runs them with the alternative the Caddyfile offers in
+// its comments: a 401 sends the browser to the login page.
+func TestCaddyRedirect(t *testing.T) {
+	t.Parallel()
+	redirect := func(t *testing.T, src string) string {
+		return alternative(t, src, nil, []string{
+			"@refused status 401",
+			"handle_response @refused {",
+			"    redir * /login?next={http.request.uri} 302",
+			"}",
+		})
+	}
+	testFlow(t, gateway{
+		start:       startCaddy(redirect),
+		redirects:   true,
 		problems403: true,
 		anyName:     true,
 	})
@@ -93,14 +113,34 @@ func caddyEnv(home string, extra ...string) []string {
 	}, extra...)
 }
 
-// startCaddy runs caddy/Caddyfile from the repository, the addresses given
-// through the environment variables it reads.
-func startCaddy(t *testing.T, authsvc, app string) string {
+// startCaddy returns a gateway start function that runs caddy/Caddyfile
+// from the repository, the addresses given through the environment
+// variables it reads. A non-nil edit changes a copy of the file first.
+func startCaddy(edit func(t *testing.T, src string) string) func(*testing.T, string,
+	string) string {
+	return func(t *testing.T, authsvc, app string) string {
+		t.Helper()
+		file := repoFile(t, "caddy/Caddyfile")
+		if edit != nil {
+			src, err := os.ReadFile(file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			file = filepath.Join(t.TempDir(), "Caddyfile")
+			if err := os.WriteFile(file, []byte(edit(t, string(src))), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return runCaddy(t, file, authsvc, app)
+	}
+}
+
+// runCaddy runs Caddy with a Caddyfile and the addresses given.
+func runCaddy(t *testing.T, file, authsvc, app string) string {
 	t.Helper()
 	bin := tool(t, "caddy")
 	listen := freeAddr(t)
-	cmd := exec.Command(bin, "run", "--config", repoFile(t, "caddy/Caddyfile"),
-		"--adapter", "caddyfile")
+	cmd := exec.Command(bin, "run", "--config", file, "--adapter", "caddyfile")
 	cmd.Env = caddyEnv(t.TempDir(),
 		"SITE_ADDRESS=http://"+listen,
 		"AUTHSVC_UPSTREAM="+authsvc,

@@ -27,6 +27,8 @@ type browser struct {
 	c    *http.Client
 }
 
+// newBrowser returns a browser with an empty cookie jar for the gateway at
+// base.
 func newBrowser(t *testing.T, base string) *browser {
 	t.Helper()
 	u, err := url.Parse(base)
@@ -65,6 +67,7 @@ func (r reply) problemCode() string {
 	return p.Code
 }
 
+// String shows a reply in failure messages.
 func (r reply) String() string {
 	return fmt.Sprintf("%d %v %.300s", r.status, r.header, r.body)
 }

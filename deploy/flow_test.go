@@ -15,7 +15,6 @@ const forged = "forged-by-client"
 
 // gateway is one gateway configuration under test and the choices it makes.
 type gateway struct {
-	name string
 	// start runs the gateway from the repository's configuration in front
 	// of authsvc and the application (both host:port) and returns its
 	// base URL.
@@ -39,6 +38,8 @@ type stack struct {
 	app  *app
 }
 
+// newStack starts authsvc (env adds to its environment), the application
+// and gw in front of both.
 func newStack(t *testing.T, gw gateway, env ...string) *stack {
 	t.Helper()
 	authsvc := startAuthsvc(t, env...)
@@ -46,22 +47,26 @@ func newStack(t *testing.T, gw gateway, env ...string) *stack {
 	return &stack{gw: gw, base: gw.start(t, authsvc, a.addr()), app: a}
 }
 
+// browser returns a new browser for the stack's gateway.
 func (s *stack) browser(t *testing.T) *browser { return newBrowser(t, s.base) }
 
 // forgedHeaders are identity headers as a client might invent them: every
-// name authsvc uses, in other spellings, repeated, and a require value
-// that authsvc would answer with 400 if it got through to it.
+// name authsvc uses, in other spellings, repeated, with "_" for "-" (which
+// CGI-style backends fold together), and a require value that authsvc
+// would answer with 400 if it got through to it.
 func (s *stack) forgedHeaders() []string {
 	h := []string{
 		"X-Auth-User-Id", forged,
 		"X-Auth-User-Id", forged + "-2",
 		"x-auth-user-id", forged,
+		"X_Auth_User_Id", forged,
 		"X-AUTH-USER-EMAIL", forged + "@example.com",
 		"X-Auth-Session-Id", forged,
 		"X-Auth-Require", forged,
 	}
+	// A name authsvc does not define.
 	if s.gw.anyName {
-		h = append(h, "X-Auth-Roles", forged, "X_Auth_User_Id", forged)
+		h = append(h, "X-Auth-Roles", forged)
 	}
 	return h
 }
@@ -133,18 +138,12 @@ func noIdentityHeaders(t *testing.T, r reply) {
 	}
 }
 
-// testGateway runs the browser scenarios against gw.
+// testGateway runs the browser scenarios against gw, and checks that a
+// session slid by authsvc reaches the browser with its new cookie.
 func testGateway(t *testing.T, gw gateway) {
 	t.Run("flow", func(t *testing.T) {
 		t.Parallel()
-		s := newStack(t, gw)
-		t.Run("refused without a session", s.testAnonymous)
-		t.Run("login page is public", s.testLoginPage)
-		t.Run("signed-in user reaches the app", s.testSignedIn)
-		t.Run("every request is asked anew", s.testNoCache)
-		t.Run("second factor", s.testSecondFactor)
-		t.Run("authsvc internals are hidden", s.testHidden)
-		t.Run("no forged identity reached the app", s.testNothingForged)
+		testFlow(t, gw)
 	})
 	t.Run("slid session cookie reaches the browser", func(t *testing.T) {
 		if testing.Short() {
@@ -159,6 +158,41 @@ func testGateway(t *testing.T, gw gateway) {
 	})
 }
 
+// testFlow runs the browser scenarios against one stack with gw in front.
+func testFlow(t *testing.T, gw gateway) {
+	s := newStack(t, gw)
+	t.Run("refused without a session", s.testAnonymous)
+	t.Run("login page is public", s.testLoginPage)
+	t.Run("signed-in user reaches the app", s.testSignedIn)
+	t.Run("every request is asked anew", s.testNoCache)
+	t.Run("second factor", s.testSecondFactor)
+	t.Run("authsvc internals are hidden", s.testHidden)
+	t.Run("no forged identity reached the app", s.testNothingForged)
+}
+
+// alternative turns a configuration into the alternative its comments
+// offer: each line of off is commented out with "# ", and each line of on,
+// which the file holds as a comment "#   line", is made active. Every line
+// must occur exactly once, so the comments and this test stay in step.
+func alternative(t *testing.T, src string, off, on []string) string {
+	t.Helper()
+	swap := func(from, to string) {
+		if n := strings.Count(src, from); n != 1 {
+			t.Fatalf("the configuration has %q %d times, want once", from, n)
+		}
+		src = strings.Replace(src, from, to, 1)
+	}
+	for _, line := range off {
+		swap(line, "# "+line)
+	}
+	for _, line := range on {
+		swap("#   "+line, line)
+	}
+	return src
+}
+
+// testAnonymous: without a valid credential nothing reaches the
+// application, forged identity headers or not.
 func (s *stack) testAnonymous(t *testing.T) {
 	b := s.browser(t)
 	s.wantRefused(t, b, "/app", http.StatusUnauthorized, "unauthenticated")
@@ -170,6 +204,8 @@ func (s *stack) testAnonymous(t *testing.T) {
 		"Authorization", "Bearer "+strings.Repeat("A", 43))
 }
 
+// testLoginPage: the public login page gets no identity headers, forged
+// ones included.
 func (s *stack) testLoginPage(t *testing.T) {
 	b := s.browser(t)
 	uri := "/login?r=" + unique(t)
@@ -183,6 +219,9 @@ func (s *stack) testLoginPage(t *testing.T) {
 	}
 }
 
+// testSignedIn: a user signed up through the gateway reaches the
+// application, which sees that user's identity and no forged one, with a
+// cookie and with a bearer token.
 func (s *stack) testSignedIn(t *testing.T) {
 	b := s.browser(t)
 	a, in := b.signup()
@@ -209,6 +248,8 @@ func (s *stack) testSignedIn(t *testing.T) {
 		append(s.forgedHeaders(), "Authorization", "Bearer "+bearer.SessionToken)...)
 }
 
+// testNoCache: the gateway asks authsvc about every request, so two users
+// in turn each get their own identity and a logout counts at once.
 func (s *stack) testNoCache(t *testing.T) {
 	b1, b2 := s.browser(t), s.browser(t)
 	a1, in1 := b1.signup()
@@ -232,6 +273,8 @@ func (s *stack) testNoCache(t *testing.T) {
 // sessionCookie is the cookie authsvc sets with AUTHSVC_COOKIE_SECURE=false.
 const sessionCookie = "authsvc_session"
 
+// testSecondFactor: a partial session is refused until the TOTP code is
+// verified, and the admin area refuses a user without 2FA.
 func (s *stack) testSecondFactor(t *testing.T) {
 	// Enrol: the browser that signed up sets up and enables TOTP.
 	first := s.browser(t)
@@ -283,6 +326,8 @@ var hiddenPaths = []string{
 	"/v1/authorize/../../metrics", "/v1/./../healthz", "/%6detrics", "/_authsvc/session",
 }
 
+// testHidden: no spelling of authsvc's operator endpoints is answered by
+// authsvc through the gateway; a 200 must come from the application.
 func (s *stack) testHidden(t *testing.T) {
 	anonymous := s.browser(t)
 	signedIn := s.browser(t)
@@ -302,6 +347,8 @@ func (s *stack) testHidden(t *testing.T) {
 	}
 }
 
+// testNothingForged looks through every request the application received
+// in the earlier tests for a forged identity value.
 func (s *stack) testNothingForged(t *testing.T) {
 	all := s.app.requests()
 	if len(all) == 0 {
@@ -318,6 +365,9 @@ func (s *stack) testNothingForged(t *testing.T) {
 	}
 }
 
+// testSlide: once authsvc slides a session on an authorize request, the
+// new cookie reaches the browser with the application's answer; before
+// that, the gateway adds no Set-Cookie at all.
 func (s *stack) testSlide(t *testing.T) {
 	b := s.browser(t)
 	a, in := b.signup()

@@ -32,6 +32,7 @@ var (
 	rootErr  error
 )
 
+// TestMain removes the authsvc binary after all tests.
 func TestMain(m *testing.M) {
 	code := m.Run()
 	if buildDir != "" {
@@ -121,12 +122,14 @@ type logBuffer struct {
 	b  bytes.Buffer
 }
 
+// Write appends p.
 func (l *logBuffer) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.Write(p)
 }
 
+// String returns everything written so far.
 func (l *logBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -134,7 +137,8 @@ func (l *logBuffer) String() string {
 }
 
 // proc is a program the test started; it is stopped in cleanup, and its
-// output is printed when the test failed.
+// output is printed when the test failed. Its output goes to logs; done is
+// closed, and err set, when it has ended.
 type proc struct {
 	name string
 	cmd  *exec.Cmd
@@ -291,6 +295,7 @@ type app struct {
 	all []seen
 }
 
+// startApp starts the application on a loopback port.
 func startApp(t *testing.T) *app {
 	t.Helper()
 	a := &app{}
@@ -299,8 +304,10 @@ func startApp(t *testing.T) *app {
 	return a
 }
 
+// addr is the application's host:port.
 func (a *app) addr() string { return a.srv.Listener.Addr().String() }
 
+// serve records a request and answers with the record.
 func (a *app) serve(w http.ResponseWriter, r *http.Request) {
 	body, _ := io.ReadAll(r.Body)
 	s := seen{Method: r.Method, URI: r.RequestURI, Auth: map[string][]string{},

@@ -23,9 +23,24 @@ const (
 func TestNginx(t *testing.T) {
 	t.Parallel()
 	testGateway(t, gateway{
-		name:      "nginx",
-		start:     startNginx,
+		start:     startNginx(nil),
 		redirects: true,
+	})
+}
+
+// TestNginxJSON runs them with the alternative the file offers in its
+// comments: refusals answered with authsvc's problem documents.
+func TestNginxJSON(t *testing.T) {
+	t.Parallel()
+	json := func(t *testing.T, src string) string {
+		return alternative(t, src,
+			[]string{"error_page 401 = @login;"},
+			[]string{"error_page 401 = /_authsvc/session;",
+				"error_page 401 403 = /_authsvc/two_factor;"})
+	}
+	testFlow(t, gateway{
+		start:       startNginx(json),
+		problems403: true,
 	})
 }
 
@@ -83,19 +98,31 @@ func writeNginxMain(t *testing.T, dir, site string) string {
 	return conf
 }
 
-// startNginx runs nginx in the foreground with the repository's
-// configuration, its three addresses replaced.
-func startNginx(t *testing.T, authsvc, app string) string {
+// startNginx returns a gateway start function that runs nginx in the
+// foreground with the repository's configuration, its three addresses
+// replaced. A non-nil edit changes the configuration first.
+func startNginx(edit func(t *testing.T, src string) string) func(*testing.T, string,
+	string) string {
+	return func(t *testing.T, authsvc, app string) string {
+		t.Helper()
+		src, err := os.ReadFile(repoFile(t, "nginx/authsvc.conf"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		site := string(src)
+		if edit != nil {
+			site = edit(t, site)
+		}
+		return runNginx(t, site, authsvc, app)
+	}
+}
+
+// runNginx runs nginx with the site configuration, its addresses replaced.
+func runNginx(t *testing.T, site, authsvc, app string) string {
 	t.Helper()
 	bin := nginxBinary(t)
 	dir := t.TempDir()
 	listen := freeAddr(t)
-
-	src, err := os.ReadFile(repoFile(t, "nginx/authsvc.conf"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	site := string(src)
 	for _, r := range [][2]string{
 		{nginxListen, "listen " + listen + ";"},
 		{nginxAuthsvc, "server " + authsvc + ";"},

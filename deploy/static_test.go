@@ -57,6 +57,9 @@ type traefikConfig struct {
 	} `yaml:"http"`
 }
 
+// traefikForwardAuth is a forwardAuth middleware. TrustForwardHeader is a
+// pointer so that a missing key, which means false, is told apart: the
+// file should say so.
 type traefikForwardAuth struct {
 	Address                  string   `yaml:"address"`
 	TrustForwardHeader       *bool    `yaml:"trustForwardHeader"`
@@ -128,6 +131,8 @@ func TestTraefik(t *testing.T) {
 		t.Error("no forwardAuth middleware asks with require=two_factor")
 	}
 
+	// Each router: known service and middlewares; authsvc only for /v1/;
+	// the application only behind forwardAuth, but for the login page.
 	toAuthsvc := 0
 	for name, r := range h.Routers {
 		if _, ok := h.Services[r.Service]; !ok {
@@ -191,7 +196,9 @@ func checkStripRegex(t *testing.T, name, expr string) {
 			t.Errorf("%s: authResponseHeadersRegex %q leaves %s in place", name, expr, hd)
 		}
 	}
-	for _, hd := range []string{"Cookie", "Authorization", "X-Authorization", "X-Forwarded-For"} {
+	// Headers that must reach the application untouched.
+	for _, hd := range []string{"Cookie", "Authorization", "X-Authorization",
+		"X-Forwarded-For"} {
 		if re.MatchString(hd) {
 			t.Errorf("%s: authResponseHeadersRegex %q strips %s", name, expr, hd)
 		}
@@ -215,6 +222,9 @@ type envoyConfig struct {
 	} `yaml:"static_resources"`
 }
 
+// envoyHCM is the HTTP connection manager: how it treats paths and header
+// names, its routes, and its HTTP filters, whose typed configurations are
+// decoded by filter name.
 type envoyHCM struct {
 	UseRemoteAddress bool `yaml:"use_remote_address"`
 	NormalizePath    bool `yaml:"normalize_path"`
@@ -232,6 +242,9 @@ type envoyHCM struct {
 	} `yaml:"http_filters"`
 }
 
+// envoyRoute is one route with the per-route settings the test looks at:
+// ext_authz disabled, metadata for the Lua filter, and headers removed
+// before the upstream.
 type envoyRoute struct {
 	Match struct {
 		Prefix string `yaml:"prefix"`
@@ -249,6 +262,7 @@ type envoyRoute struct {
 	RemoveHeaders []string `yaml:"request_headers_to_remove"`
 }
 
+// stringMatchers is an Envoy ListStringMatcher.
 type stringMatchers struct {
 	Patterns []struct {
 		Exact  string `yaml:"exact"`
@@ -269,6 +283,7 @@ func (m stringMatchers) exacts(t *testing.T, what string) []string {
 	return out
 }
 
+// envoyExtAuthz is the ext_authz filter's configuration.
 type envoyExtAuthz struct {
 	FailureModeAllow bool           `yaml:"failure_mode_allow"`
 	AllowedHeaders   stringMatchers `yaml:"allowed_headers"`
@@ -284,6 +299,7 @@ type envoyExtAuthz struct {
 	} `yaml:"http_service"`
 }
 
+// envoyLua is the Lua filter's configuration.
 type envoyLua struct {
 	Source struct {
 		Inline string `yaml:"inline_string"`
@@ -303,6 +319,7 @@ func TestEnvoy(t *testing.T) {
 		clusters[c.Name] = true
 	}
 
+	// The one HTTP connection manager, wherever it sits.
 	var hcms []envoyHCM
 	for _, l := range cfg.StaticResources.Listeners {
 		for _, fc := range l.FilterChains {
@@ -322,6 +339,7 @@ func TestEnvoy(t *testing.T) {
 			"underscores %q", hcm.UseRemoteAddress, hcm.NormalizePath, hcm.Options.Underscores)
 	}
 
+	// The filters, in order: strip, ask authsvc, route.
 	var names []string
 	for _, f := range hcm.HTTPFilters {
 		names = append(names, f.Name)
@@ -352,6 +370,9 @@ func TestEnvoy(t *testing.T) {
 	checkEnvoyRoutes(t, hcm, clusters)
 }
 
+// checkExtAuthz checks the ext_authz filter: it fails closed, asks
+// /v1/authorize with the credential and no client identity header, sets
+// the identity headers upstream and passes only Set-Cookie on success.
 func checkExtAuthz(t *testing.T, ea envoyExtAuthz, clusters map[string]bool) {
 	t.Helper()
 	hs := ea.HTTPService
@@ -382,6 +403,9 @@ func checkExtAuthz(t *testing.T, ea envoyExtAuthz, clusters map[string]bool) {
 	}
 }
 
+// checkEnvoyRoutes checks that only /v1/ leads to authsvc, only /v1/ and
+// /login skip ext_authz, /admin/ requires two_factor, and the catch-all
+// route comes last.
 func checkEnvoyRoutes(t *testing.T, hcm envoyHCM, clusters map[string]bool) {
 	t.Helper()
 	var routes []envoyRoute
