@@ -15,6 +15,7 @@ import (
 func TestCaddy(t *testing.T) {
 	t.Parallel()
 	testGateway(t, gateway{
+		tool:        "caddy",
 		start:       startCaddy(nil),
 		problems403: true,
 		anyName:     true,
@@ -34,6 +35,7 @@ func TestCaddyRedirect(t *testing.T) {
 		})
 	}
 	testFlow(t, gateway{
+		tool:        "caddy",
 		start:       startCaddy(redirect),
 		redirects:   true,
 		problems403: true,

@@ -15,6 +15,8 @@ const forged = "forged-by-client"
 
 // gateway is one gateway configuration under test and the choices it makes.
 type gateway struct {
+	// tool is the gateway's program, looked for before anything starts.
+	tool string
 	// start runs the gateway from the repository's configuration in front
 	// of authsvc and the application (both host:port) and returns its
 	// base URL.
@@ -42,6 +44,7 @@ type stack struct {
 // and gw in front of both.
 func newStack(t *testing.T, gw gateway, env ...string) *stack {
 	t.Helper()
+	tool(t, gw.tool)
 	authsvc := startAuthsvc(t, env...)
 	a := startApp(t)
 	return &stack{gw: gw, base: gw.start(t, authsvc, a.addr()), app: a}

@@ -23,6 +23,7 @@ const (
 func TestNginx(t *testing.T) {
 	t.Parallel()
 	testGateway(t, gateway{
+		tool:      "nginx",
 		start:     startNginx(nil),
 		redirects: true,
 	})
@@ -39,6 +40,7 @@ func TestNginxJSON(t *testing.T) {
 				"error_page 401 403 = /_authsvc/two_factor;"})
 	}
 	testFlow(t, gateway{
+		tool:        "nginx",
 		start:       startNginx(json),
 		problems403: true,
 	})
