@@ -52,10 +52,14 @@ func run(ctx context.Context, args []string, getenv func(string) string,
 		return serve(ctx, getenv, stderr, nil)
 	case "migrate":
 		return migrate(ctx, args, getenv, stdout)
-	case "healthcheck":
+	case "healthcheck", "config":
+		if len(args) > 0 {
+			return fmt.Errorf("%s takes no arguments\n%s", cmd, usage)
+		}
+		if cmd == "config" {
+			return printConfig(getenv, stdout)
+		}
 		return healthcheck(ctx, getenv)
-	case "config":
-		return printConfig(getenv, stdout)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

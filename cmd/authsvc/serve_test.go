@@ -150,3 +150,19 @@ func TestSlowClientsAreCutOff(t *testing.T) {
 		t.Fatalf("oversized headers: %q", got)
 	}
 }
+
+func TestCommandArguments(t *testing.T) {
+	for _, args := range [][]string{{"healthcheck", "x"}, {"config", "x"}, {"serve", "x"},
+		{"migrate"}, {"migrate", "sideways"}, {"migrate", "down", "0"}, {"frobnicate"}} {
+		env := envOf("AUTHSVC_DATABASE_URL=sqlite:" + t.TempDir() + "/x.db")
+		err := run(t.Context(), args, env, io.Discard, io.Discard)
+		if err == nil {
+			t.Errorf("authsvc %v succeeded", args)
+		}
+	}
+	var out strings.Builder
+	if err := run(t.Context(), []string{"config"}, envOf(), &out, io.Discard); err != nil ||
+		!strings.Contains(out.String(), "AUTHSVC_DATABASE_URL=sqlite:data/authsvc.db") {
+		t.Fatalf("config: %v %q", err, out.String())
+	}
+}

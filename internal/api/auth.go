@@ -35,7 +35,7 @@ const (
 // rules are what an endpoint needs before its own logic runs. They are
 // checked in the contract's order of precedence.
 type rules struct {
-	body   bool // takes a JSON body
+	body   bool // takes a JSON body (documentation; every body is checked)
 	access access
 	recent bool // needs a recent password
 }
@@ -55,13 +55,13 @@ type call struct {
 // handler makes itself (429, 400, 409, 422) come after.
 func (s *Server) begin(w http.ResponseWriter, r *http.Request, rl rules) (*call, error) {
 	c := &call{}
-	if rl.body {
-		body, err := readBody(r)
-		if err != nil {
-			return nil, err
-		}
-		c.body = body
+	// Endpoints that take no body still refuse an oversized or non-JSON
+	// one, so that every endpoint answers the same request the same way.
+	body, err := readBody(r)
+	if err != nil {
+		return nil, err
 	}
+	c.body = body
 	if rl.access == anyone {
 		return c, nil
 	}

@@ -33,19 +33,17 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) error {
 		return errTwoFactorRequired
 	}
 
-	require := r.URL.Query().Get("require")
-	if h := r.Header.Get("X-Auth-Require"); h != "" && require == "" {
-		require = h
-	}
-	switch require {
-	case "":
-	case "two_factor":
-		if !v.User.TwoFactorEnabled() {
-			return problem(http.StatusForbidden, "two_factor_enrollment_required",
-				"This resource requires two-factor authentication to be set up.")
+	// Every requirement named, in the query or the header, must be one we
+	// know; an empty or unknown one fails closed.
+	required := append(r.URL.Query()["require"], r.Header.Values("X-Auth-Require")...)
+	for _, req := range required {
+		if req != "two_factor" {
+			return invalidRequest(`require must be "two_factor".`)
 		}
-	default:
-		return invalidRequest(`require must be "two_factor".`)
+	}
+	if len(required) > 0 && !v.User.TwoFactorEnabled() {
+		return problem(http.StatusForbidden, "two_factor_enrollment_required",
+			"This resource requires two-factor authentication to be set up.")
 	}
 
 	h := w.Header()

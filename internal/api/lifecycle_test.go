@@ -3,6 +3,8 @@ package api
 import (
 	"bytes"
 	"encoding/base32"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -319,4 +321,71 @@ func TestOddUserAgent(t *testing.T) {
 			t.Fatalf("user agent %q", ua)
 		}
 	})
+}
+
+// Findings of a black-box review, each kept as a test with the right answer.
+func TestReviewFindings(t *testing.T) {
+	e := newEnv(t, dbtest.Open(t, dbtest.SQLitePath(t)))
+	a := e.signup("ivy@example.com")
+
+	// Endpoints without a body still refuse a wrong or oversized one, and
+	// 413 comes before 401.
+	e.do(req{method: "POST", path: "/v1/logout", token: a.token, body: "hello",
+		header: map[string]string{"Content-Type": "text/plain"}}).want(t, 415, "unsupported_media_type")
+	e.do(req{method: "DELETE", path: "/v1/sessions", body: strings.Repeat("x", 70<<10)}).
+		want(t, 413, "payload_too_large")
+	e.do(req{method: "GET", path: "/v1/session", token: a.token}).want(t, 200, "")
+
+	// Every requirement named must be known; empty ones fail closed.
+	for _, path := range []string{"/v1/authorize?require=", "/v1/authorize?require=two_factor&require=x"} {
+		e.do(req{method: "GET", path: path, token: a.token}).want(t, 400, "invalid_request")
+	}
+	e.do(req{method: "GET", path: "/v1/authorize?require=two_factor", token: a.token,
+		header: map[string]string{"X-Auth-Require": "x"}}).want(t, 400, "invalid_request")
+	r := e.doRaw("GET", "/v1/authorize", cookie0(e, a), map[string]string{"X-Auth-Require": ""})
+	if r.StatusCode != 400 {
+		t.Errorf("empty X-Auth-Require: %d, want 400", r.StatusCode)
+	}
+
+	// Empty origin headers are present, not absent.
+	cookie := e.do(req{method: "POST", path: "/v1/login", body: map[string]string{
+		"email": "ivy@example.com", "password": goodPass}}).want(t, 200, "").sessionCookie().Value
+	for _, h := range []map[string]string{{"Origin": ""}, {"Sec-Fetch-Site": ""}, {"Referer": ""}} {
+		hr := map[string]string{}
+		for k, v := range h {
+			hr[k] = v
+		}
+		r := e.doRaw("POST", "/v1/logout", cookie, hr)
+		if r.StatusCode != 403 {
+			t.Errorf("logout with empty %v: %d, want 403", h, r.StatusCode)
+		}
+	}
+
+	// Invented methods share one metrics label.
+	for i := 0; i < 3; i++ {
+		e.do(req{method: "M" + strings.Repeat("X", i+1), path: "/v1/session"})
+	}
+	m := string(e.do(req{method: "GET", path: "/metrics"}).raw)
+	if strings.Contains(m, `method="MX"`) || !strings.Contains(m, `method="OTHER"`) {
+		t.Error("invented methods became metric labels")
+	}
+}
+
+// doRaw sends a request whose headers may be present but empty.
+func (e *env) doRaw(method, path, cookie string, h map[string]string) *http.Response {
+	hr := httptest.NewRequest(method, path, nil)
+	hr.RemoteAddr = "192.0.2.10:5555"
+	hr.AddCookie(&http.Cookie{Name: "__Host-authsvc_session", Value: cookie})
+	for k, v := range h {
+		hr.Header[k] = []string{v}
+	}
+	rec := httptest.NewRecorder()
+	e.srv.ServeHTTP(rec, hr)
+	return rec.Result()
+}
+
+// cookie0 logs a in again with the cookie transport and returns the cookie.
+func cookie0(e *env, a *account) string {
+	return e.do(req{method: "POST", path: "/v1/login", body: map[string]string{
+		"email": a.email, "password": goodPass}}).want(e.t, 200, "").sessionCookie().Value
 }

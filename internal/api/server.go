@@ -267,20 +267,33 @@ func (s *Server) cors(next http.Handler) http.Handler {
 }
 
 // originAllowed is the origin check of unsafe cookie requests.
+// A header counts as present even when empty, and a header sent twice
+// passes only if every copy does.
 func (s *Server) originAllowed(r *http.Request) bool {
-	site := r.Header.Get("Sec-Fetch-Site")
-	if site == "same-origin" || site == "none" {
+	sites, hasSite := r.Header["Sec-Fetch-Site"]
+	origins, hasOrigin := r.Header["Origin"]
+	referers, hasReferer := r.Header["Referer"]
+	if !hasSite && !hasOrigin && !hasReferer {
+		return true // not a browser
+	}
+	if hasSite && all(sites, func(v string) bool { return v == "same-origin" || v == "none" }) {
 		return true
 	}
-	origin := r.Header.Get("Origin")
-	referer := r.Header.Get("Referer")
-	if origin == "" && referer != "" {
-		origin = originOf(referer)
+	if hasOrigin {
+		return all(origins, func(v string) bool { return v != "null" && s.origins[v] })
 	}
-	if origin != "" && origin != "null" && s.origins[origin] {
-		return true
+	return hasReferer && all(referers, func(v string) bool { return s.origins[originOf(v)] })
+}
+
+// all reports whether every one of vs, of which there is at least one,
+// satisfies ok.
+func all(vs []string, ok func(string) bool) bool {
+	for _, v := range vs {
+		if !ok(v) {
+			return false
+		}
 	}
-	return site == "" && r.Header.Get("Origin") == "" && referer == ""
+	return len(vs) > 0
 }
 
 // originOf returns scheme://host[:port] of an absolute URL, "" if it has none.

@@ -74,8 +74,9 @@ func (s *Server) claimAttempt(r *http.Request, u *model.User) error {
 }
 
 // secondFactorFailed reports a failed code, already counted by
-// claimAttempt, and returns the error to answer. From the lockout count on,
-// the user's partial sessions are revoked.
+// claimAttempt, and returns the error to answer. The failure that reaches
+// the lockout count revokes the user's partial sessions; later ones do not,
+// so that the owner can log in again and use a recovery code.
 func (s *Server) secondFactorFailed(r *http.Request, u *model.User, kind string,
 	answer *Problem) error {
 	ctx := r.Context()
@@ -84,7 +85,7 @@ func (s *Server) secondFactorFailed(r *http.Request, u *model.User, kind string,
 	s.log.LogAttrs(ctx, slog.LevelWarn, "second factor failed",
 		slog.String("request_id", requestID(r)), slog.String("user_id", u.ID),
 		slog.String("kind", kind), slog.Int("consecutive_failures", n))
-	if n >= lockoutFailures {
+	if n == lockoutFailures {
 		if err := s.store.DeletePartialSessions(ctx, u.ID); err != nil {
 			return err
 		}

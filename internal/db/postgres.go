@@ -154,6 +154,7 @@ func pgUnavailable(err error) bool {
 	if errors.As(err, &pe) {
 		switch pe.Code {
 		case "53300", // too many connections
+			"55000", // the database does not allow connections now
 			"57014", // query canceled (statement timeout)
 			"57P01", // admin shutdown
 			"57P02", // crash shutdown
