@@ -292,3 +292,41 @@ func TestStats(t *testing.T) {
 		})
 	}
 }
+
+// TestConnectionsRefused checks that a database that stops accepting
+// connections, as during maintenance, makes calls unavailable, not failed.
+func TestConnectionsRefused(t *testing.T) {
+	rawURL := dbtest.PostgresURL(t)
+	s := dbtest.Open(t, rawURL)
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := strings.TrimPrefix(u.Path, "/")
+	adminURL := *u
+	adminURL.Path = "/postgres"
+	admin, err := pgx.Connect(t.Context(), adminURL.String())
+	if err != nil {
+		t.Fatalf("admin connection: %v", err)
+	}
+	defer admin.Close(context.Background())
+	exec := func(sql string) {
+		t.Helper()
+		if _, err := admin.Exec(t.Context(), sql); err != nil {
+			t.Fatal(err)
+		}
+	}
+	exec(`ALTER DATABASE "` + name + `" ALLOW_CONNECTIONS false`)
+	t.Cleanup(func() {
+		admin.Exec(context.Background(), `ALTER DATABASE "`+name+`" ALLOW_CONNECTIONS true`)
+	})
+	exec(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '` + name + `'`)
+	_, err = s.UserByID(t.Context(), "someone")
+	if !errors.Is(err, model.ErrUnavailable) {
+		t.Fatalf("UserByID while connections are refused: %v, want ErrUnavailable", err)
+	}
+	exec(`ALTER DATABASE "` + name + `" ALLOW_CONNECTIONS true`)
+	if _, err := s.UserByID(t.Context(), "someone"); !errors.Is(err, model.ErrNotFound) {
+		t.Fatalf("UserByID after connections are allowed again: %v", err)
+	}
+}
