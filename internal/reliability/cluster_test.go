@@ -178,11 +178,11 @@ func (c *pgCluster) start(t testing.TB) {
 		}
 		select {
 		case <-exited:
-			t.Fatalf("postgres exited while starting:\n%s", c.logTail())
+			t.Fatalf("postgres exited while starting:\n%s", c.logTail(4000))
 		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("postgres did not accept connections: %v\n%s", err, c.logTail())
+			t.Fatalf("postgres did not accept connections: %v\n%s", err, c.logTail(4000))
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -194,7 +194,7 @@ func (c *pgCluster) start(t testing.TB) {
 func (c *pgCluster) stopImmediately(t testing.TB) {
 	t.Helper()
 	if !c.stopNow() {
-		t.Fatalf("postgres did not stop:\n%s", c.logTail())
+		t.Fatalf("postgres did not stop:\n%s", c.logTail(4000))
 	}
 }
 
@@ -256,12 +256,12 @@ func connectURL(t testing.TB, rawURL string) *pgx.Conn {
 	return conn
 }
 
-// logTail is the end of the server's log, for failure messages.
-func (c *pgCluster) logTail() string {
+// logTail is the last n bytes of the server's log, all of it for n = 0.
+func (c *pgCluster) logTail(n int) string {
 	b, _ := os.ReadFile(filepath.Join(c.dir, "server.log"))
 	s := string(b)
-	if len(s) > 4000 {
-		s = s[len(s)-4000:]
+	if n > 0 && len(s) > n {
+		s = s[len(s)-n:]
 	}
 	return strings.TrimSpace(s)
 }
