@@ -11,3 +11,14 @@ build:
 
 ci:
 	bash .ci/run
+
+# soak runs three replicas on a private PostgreSQL cluster under a mixed
+# load for DURATION (60s unless DURATION is set on the command line or in
+# the environment), with a database restart halfway; see
+# docs/reliability.md.
+SOAK_TIMEOUT ?= 3h
+soak_duration = $(if $(filter command% environment%,$(origin DURATION)),$(DURATION),60s)
+.PHONY: soak
+soak:
+	AUTHSVC_SOAK=$(soak_duration) AUTHSVC_TEST_REQUIRE_POSTGRES=1 \
+		go test -run '^TestSoak$$' -count=1 -v -timeout $(SOAK_TIMEOUT) ./internal/reliability/
