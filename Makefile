@@ -12,6 +12,18 @@ build:
 ci:
 	bash .ci/run
 
+.PHONY: bench
+
+# DURATION is the measured time of each case; a full run takes about
+# 16 times as long, plus seeding. See docs/performance.md.
+DURATION ?= 10s
+
+bench:
+	mkdir -p bench/bin
+	CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o bench/bin/authsvc ./cmd/authsvc
+	CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o bench/bin/floor ./bench/floor
+	go run ./bench/run -duration $(DURATION) -authsvc bench/bin/authsvc -floor bench/bin/floor
+
 # soak runs three replicas on a private PostgreSQL cluster under a mixed
 # load for DURATION (60s unless DURATION is set on the command line or in
 # the environment), with a database restart halfway; see
