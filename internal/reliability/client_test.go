@@ -60,6 +60,8 @@ func (r reply) str(key string) string {
 	return s
 }
 
+// String describes the reply for failure messages, with the start of its
+// body.
 func (r reply) String() string {
 	if r.err != nil {
 		return fmt.Sprintf("%s %s: no answer after %v: %v", r.method, r.path,

@@ -107,6 +107,8 @@ func TestCrashConsistency(t *testing.T) {
 		span = max(span, 2*l)
 	}
 
+	// tally counts, per op, the state each kill left and whether the
+	// client lost its answer.
 	tally := map[string]map[string]int{}
 	bin := authsvcBinary(t)
 	for run := range crashRuns {
@@ -140,6 +142,9 @@ func TestCrashConsistency(t *testing.T) {
 		time.Sleep(time.Until(start.Add(span)))
 		v.kill()
 		wg.Wait()
+
+		// Read each account back and classify it; reveal reports any state
+		// in between as a test error.
 
 		for i, op := range ops {
 			if replies[i].err == nil {
@@ -198,6 +203,8 @@ func (h *crashHarness) prepare(t *testing.T, op crashOp) *crashCase {
 	h.seq++
 	c := &crashCase{email: fmt.Sprintf("crash-%s-%d@example.com", op.name, h.seq)}
 	c.use = signupBearer(t, h.hc, h.helper, c.email, crashPassword)
+	// The hash before the request tells a changed password from an
+	// unchanged one without a login, which would cost a hash.
 	if err := h.conn.QueryRow(context.Background(),
 		`SELECT id, password_hash FROM users WHERE email = $1`, c.email).
 		Scan(&c.userID, &c.oldHash); err != nil {
@@ -259,6 +266,7 @@ type userState struct {
 	enrolments  int
 }
 
+// user reads the account's second-factor and password state.
 func (h *crashHarness) user(t *testing.T, c *crashCase) userState {
 	t.Helper()
 	var u userState
@@ -311,6 +319,7 @@ func (h *crashHarness) stored(t *testing.T, tok string) bool {
 	return n == 1
 }
 
+// sessionCount counts the account's stored sessions, live or expired.
 func (h *crashHarness) sessionCount(t *testing.T, userID string) int {
 	t.Helper()
 	var n int
@@ -365,6 +374,9 @@ func (h *crashHarness) answered(t *testing.T, op string, c *crashCase, after boo
 	}
 }
 
+// revealEnable tells whether enable took effect and checks that it did so
+// wholly: the secret, the step, ten fresh recovery codes and the end of the
+// pending enrolment all together, or none of them.
 func revealEnable(t *testing.T, h *crashHarness, c *crashCase, r reply) bool {
 	t.Helper()
 	u := h.user(t, c)
@@ -378,6 +390,8 @@ func revealEnable(t *testing.T, h *crashHarness, c *crashCase, r reply) bool {
 	return after
 }
 
+// revealVerify tells whether verify took effect: the step recorded and the
+// session rotated and verified together, or neither.
 func revealVerify(t *testing.T, h *crashHarness, c *crashCase, r reply) bool {
 	t.Helper()
 	u := h.user(t, c)
@@ -402,6 +416,8 @@ func revealVerify(t *testing.T, h *crashHarness, c *crashCase, r reply) bool {
 	return after
 }
 
+// revealRecovery tells whether the recovery code was spent: the code used
+// and the session rotated and verified together, or neither.
 func revealRecovery(t *testing.T, h *crashHarness, c *crashCase, r reply) bool {
 	t.Helper()
 	u := h.user(t, c)
@@ -425,6 +441,8 @@ func revealRecovery(t *testing.T, h *crashHarness, c *crashCase, r reply) bool {
 	return after
 }
 
+// revealPassword tells whether the password changed: the new hash, the
+// rotated session and the end of every other session together, or none.
 func revealPassword(t *testing.T, h *crashHarness, c *crashCase, r reply) bool {
 	t.Helper()
 	u := h.user(t, c)

@@ -182,22 +182,22 @@ func probeWhileDown(t *testing.T, p *authsvc, d time.Duration) int {
 // status is the status code of a GET, 0 when there is no answer within
 // answerDeadline.
 func status(u string) int {
-	r := call(newProbeClient, u, "GET", "", "", nil)
+	r := call(probeClient, u, "GET", "", "", nil)
 	if r.err != nil {
 		return 0
 	}
 	return r.status
 }
 
-// newProbeClient sends the probes, apart from the workload's connections.
-var newProbeClient = &http.Client{Timeout: answerDeadline}
+// probeClient sends the probes, apart from the workload's connections.
+var probeClient = &http.Client{Timeout: answerDeadline}
 
 // idleGoroutines returns go_goroutines of p once the workload's idle
 // connections are closed and the count has stopped falling.
 func idleGoroutines(t testing.TB, p *authsvc, w *workload) int {
 	t.Helper()
 	w.hc.CloseIdleConnections()
-	newProbeClient.CloseIdleConnections()
+	probeClient.CloseIdleConnections()
 	last := -1
 	settle(10*time.Second, func() bool {
 		n := int(p.metric(t, "go_goroutines"))
@@ -222,6 +222,7 @@ func checkNoConnectionsHeld(t testing.TB, p *authsvc) {
 	}
 }
 
+// String describes the event for failure messages.
 func (e event) String() string {
 	return fmt.Sprintf("%s at %s (%s): %s", e.kind, e.start.Format("15:04:05.000"),
 		e.act, e.detail)

@@ -80,12 +80,14 @@ type logBuffer struct {
 	b  bytes.Buffer
 }
 
+// Write appends p; the reader goroutine of the process calls it.
 func (l *logBuffer) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.Write(p)
 }
 
+// String returns everything written so far.
 func (l *logBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -146,6 +148,8 @@ func launch(bin, dir string, env []string) (*authsvc, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The log is kept whole for later checks; the listening line also
+	// says which port the system picked.
 	p := &authsvc{cmd: cmd, logs: &logBuffer{}, done: make(chan struct{})}
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start authsvc: %w", err)
@@ -256,6 +260,8 @@ func (p *authsvc) metrics() (map[string]float64, error) {
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("/metrics answered %d", resp.StatusCode)
 	}
+	// The text format is one sample a line, "name{labels} value", after
+	// "#" comment lines.
 	out := map[string]float64{}
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)

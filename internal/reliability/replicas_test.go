@@ -66,6 +66,8 @@ func TestReplicas(t *testing.T) {
 	}
 
 	t.Run("started together", func(t *testing.T) {
+		// Each replica ran the migrations at start-up; the migration lock
+		// must have let exactly one schema come out of it, not a dirty one.
 		for i, p := range reps {
 			if s := status(p.base + "/readyz"); s != 200 {
 				t.Errorf("replica %d: /readyz %d", i, s)
@@ -83,6 +85,8 @@ func TestReplicas(t *testing.T) {
 	t.Run("TOTP step used once", func(t *testing.T) {
 		email, s := newAccount(t)
 		e, _ := enrol(t, hc, front, s)
+		// The step after the one that confirmed the enrolment: inside the
+		// window for a minute, so only its use can make it fail.
 		code := totpCode(e.secret, e.step+1)
 		for i, p := range reps {
 			partial := loginBearer(t, hc, p.base, email, pw)
@@ -115,6 +119,8 @@ func TestReplicas(t *testing.T) {
 			})
 		}
 		wg.Wait()
+		// The losers are refused as a used step (422) or, when their
+		// attempt lost the race to be counted, as throttled (429).
 		passed := 0
 		for i, r := range replies {
 			switch {
@@ -147,6 +153,8 @@ func TestReplicas(t *testing.T) {
 				return call(hc, p.base, "DELETE", "/v1/sessions", other.token, nil)
 			}},
 		}
+		// Each way of revoking goes through another replica; the victim
+		// is then refused by all three, with no time for any cache to age.
 		for i, rv := range revokers {
 			email, other := newAccount(t)
 			victim := loginBearer(t, hc, front, email, pw)
@@ -174,6 +182,8 @@ func TestReplicas(t *testing.T) {
 			Scan(&userID); err != nil {
 			t.Fatal(err)
 		}
+		// One partial session per replica, so that each replica sees its
+		// own client fail.
 		partials := make([]session, len(reps))
 		for i, p := range reps {
 			partials[i] = loginBearer(t, hc, p.base, email, pw)
@@ -220,6 +230,7 @@ func TestReplicas(t *testing.T) {
 		if n := failures(); n != 6 {
 			t.Errorf("six failures stored as %d; refused attempts must not count", n)
 		}
+		// Waiting out Retry-After is all it takes; the count then resets.
 		time.Sleep(time.Duration(wait)*time.Second + 100*time.Millisecond)
 		if r := verify(1, right); r.status != 200 {
 			t.Errorf("right code after the wait: %s", r)
@@ -230,6 +241,8 @@ func TestReplicas(t *testing.T) {
 	})
 
 	t.Run("workload through a round-robin proxy", func(t *testing.T) {
+		// Journeys of several requests land on different replicas: a login
+		// on one, its second factor on the next, its check on the third.
 		w := newWorkload([]string{front}, defaultMix)
 		seed(t, w, 12, 12)
 		w.runN(8, 25)

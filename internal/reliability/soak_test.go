@@ -232,6 +232,7 @@ func watch(ctx context.Context, t *testing.T, w *workload, reps []*authsvc,
 	}
 }
 
+// formatUsage writes each replica's figures on one line.
 func formatUsage(us []usage) string {
 	parts := make([]string, len(us))
 	for i, u := range us {
@@ -241,6 +242,7 @@ func formatUsage(us []usage) string {
 	return strings.Join(parts, "; ")
 }
 
+// formatGrowth writes one line per replica: its figures then and now.
 func formatGrowth(start, end []usage) string {
 	var b strings.Builder
 	for i := range start {

@@ -283,6 +283,8 @@ func (w *workload) signup() *account {
 	email := w.newEmail()
 	r := w.send(actSignup, "POST", "/v1/signup", "", credentials(email, w.password),
 		expect(http.StatusCreated))
+	// Only a 201 is clear; after anything else the account may exist or
+	// not, and verifyLedger accepts either.
 	if r.err != nil || r.status != http.StatusCreated {
 		w.mu.Lock()
 		w.doubtful[email] = true
@@ -307,6 +309,8 @@ func (w *workload) login(rng *mathrand.Rand) bool {
 		return false
 	}
 	defer w.putAccount(&w.plain, a)
+	// The session is counted before the request: a login without a clear
+	// answer may still have opened one.
 	if !w.roomForSession(a) {
 		return false
 	}
@@ -404,6 +408,8 @@ func (w *workload) verify(rng *mathrand.Rand) bool {
 		return false
 	}
 	defer w.putAccount(&w.twofa, a)
+	// The service accepts the steps around now, each once: the current
+	// one, or the next while the current one is spent.
 	now := stepAt(time.Now())
 	step := max(a.lastStep+1, now)
 	if step > now+1 {
@@ -485,6 +491,7 @@ func (w *workload) enrol() {
 		w.putAccount(&w.plain, a)
 		return
 	}
+	// The confirming code spends its step, as any accepted code does.
 	secret := r.str("secret")
 	step := stepAt(time.Now())
 	r = w.send(actEnrol, "POST", "/v1/2fa/totp/enable", tk.value,
@@ -717,6 +724,8 @@ func (w *workload) verifyLedger(t testing.TB, d dialect, db *sql.DB, base string
 		codes   int
 		matches int
 	}
+	// The workload's emails are lower-case ASCII, so the typed form the
+	// users table keeps is the one the ledger holds.
 	rows, err := db.QueryContext(ctx, `
 		SELECT email, id, two_factor_secret IS NOT NULL, totp_last_step,
 			(SELECT count(*) FROM recovery_codes r WHERE r.user_id = u.id),
@@ -787,7 +796,8 @@ func (w *workload) verifyLedger(t testing.TB, d dialect, db *sql.DB, base string
 		}
 	}
 
-	// Sessions: live ones stored, ended ones gone.
+	// Sessions: live ones stored, ended ones gone. Only the SHA-256 of a
+	// token is stored, so the ledger's tokens are hashed the same way.
 	count := func(tok string) int {
 		h := sha256.Sum256([]byte(tok))
 		var n int
