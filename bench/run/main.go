@@ -367,12 +367,14 @@ func (b *bench) postgresStartup(ctx context.Context) error {
 	if err := pg.connect(ctx); err != nil {
 		return err
 	}
-	var version string
-	if err := pg.conn.QueryRow(ctx, "SHOW server_version").Scan(&version); err != nil {
+	var version, buffers string
+	err = pg.conn.QueryRow(ctx, "SELECT version(), current_setting('shared_buffers')").
+		Scan(&version, &buffers)
+	if err != nil {
 		return fmt.Errorf("server version: %w", err)
 	}
 	b.rep.machine = append(b.rep.machine, "PostgreSQL: "+version+
-		" on the same machine, default configuration")
+		", on the same machine, shared_buffers "+buffers)
 	time.Sleep(2 * time.Second)
 	rss, _, err := memory(b.authsvc.pid())
 	if err != nil {

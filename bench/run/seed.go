@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net/url"
 	"strings"
@@ -120,12 +121,13 @@ func (p *pgBench) seedUsers(ctx context.Context, prefix string, n int,
 }
 
 // seedSessions inserts the sessions from..to of a set, spread over users
-// 1..users of the same prefix. Their last-seen time is lastSeenAgo before
-// the statement; the password was proven passwordAgo before it.
-func (p *pgBench) seedSessions(ctx context.Context, set byte, from, to, users int,
+// 1..users of the same prefix, in parts statements on as many connections
+// at once. Their last-seen time is lastSeenAgo before the statement; the
+// password was proven passwordAgo before it.
+func (p *pgBench) seedSessions(ctx context.Context, set byte, from, to, users, parts int,
 	lastSeenAgo, passwordAgo time.Duration) error {
 	prefix := string(set)
-	return p.exec(ctx, `
+	const sql = `
 		INSERT INTO sessions (token_hash, id, user_id, created_at, expires_at,
 			last_seen_at, password_verified_at, two_factor_verified, client_ip, user_agent)
 		SELECT sha256(convert_to($1 || lpad(i::text, 42, '0'), 'UTF8')),
@@ -134,8 +136,34 @@ func (p *pgBench) seedSessions(ctx context.Context, set byte, from, to, users in
 			clock_timestamp() - interval '1 hour' + $5::interval,
 			clock_timestamp() - $6::interval, clock_timestamp() - $7::interval,
 			false, '127.0.0.1', 'authsvc-bench'
-		FROM generate_series($2::int, $3::int) AS i`,
-		prefix, from, to, users, sessionTTL, lastSeenAgo, passwordAgo)
+		FROM generate_series($2::int, $3::int) AS i`
+	if parts <= 1 || to-from < parts {
+		return p.exec(ctx, sql, prefix, from, to, users, sessionTTL, lastSeenAgo, passwordAgo)
+	}
+	errs := make(chan error, parts)
+	step := (to - from + parts) / parts
+	for lo := from; lo <= to; lo += step {
+		hi := min(lo+step-1, to)
+		go func() {
+			c, err := pgx.Connect(ctx, p.url)
+			if err != nil {
+				errs <- fmt.Errorf("connect to seed: %w", err)
+				return
+			}
+			defer c.Close(ctx)
+			_, err = c.Exec(ctx, sql, prefix, lo, hi, users, sessionTTL, lastSeenAgo,
+				passwordAgo)
+			if err != nil {
+				err = fmt.Errorf("seed sessions %d to %d: %w", lo, hi, err)
+			}
+			errs <- err
+		}()
+	}
+	var all []error
+	for lo := from; lo <= to; lo += step {
+		all = append(all, <-errs)
+	}
+	return errors.Join(all...)
 }
 
 // seedVerify inserts n users with a TOTP secret, sealed under keys as
