@@ -18,16 +18,29 @@ import (
 	"time"
 )
 
-// answerDeadline is how long any request may take, whatever happens to the
-// database: the store's 5-second statement deadline plus room for the rest.
-const answerDeadline = 7 * time.Second
+const (
+	// checkDeadline is how long a request whose first database call stalls
+	// may take: the store's 5-second deadline, which includes the wait for
+	// a connection, plus room to answer.
+	checkDeadline = 7 * time.Second
+	// answerDeadline is how long any request may take, whatever happens to
+	// the database. A login or signup may have passed a database call,
+	// waited up to the hasher's 2-second limit and hashed before its next
+	// call stalls for 5 seconds, so it gets 3 seconds more than a check.
+	answerDeadline = 10 * time.Second
+)
 
 // newHTTPClient returns a client that gives up on a request after
 // answerDeadline, with enough idle connections for a busy test.
 func newHTTPClient() *http.Client {
+	return newHTTPClientTimeout(answerDeadline)
+}
+
+// newHTTPClientTimeout returns a client that gives up after d.
+func newHTTPClientTimeout(d time.Duration) *http.Client {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConnsPerHost = 64
-	return &http.Client{Transport: tr, Timeout: answerDeadline}
+	return &http.Client{Transport: tr, Timeout: d}
 }
 
 // reply is what one request got: an answer or a transport error.

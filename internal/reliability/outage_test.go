@@ -180,7 +180,7 @@ func probeWhileDown(t *testing.T, p *authsvc, d time.Duration) int {
 }
 
 // status is the status code of a GET, 0 when there is no answer within
-// answerDeadline.
+// checkDeadline.
 func status(u string) int {
 	r := call(probeClient, u, "GET", "", "", nil)
 	if r.err != nil {
@@ -190,7 +190,7 @@ func status(u string) int {
 }
 
 // probeClient sends the probes, apart from the workload's connections.
-var probeClient = &http.Client{Timeout: answerDeadline}
+var probeClient = &http.Client{Timeout: checkDeadline}
 
 // idleGoroutines returns go_goroutines of p once the workload's idle
 // connections are closed and the count has stopped falling.
