@@ -29,7 +29,7 @@ import (
 // failed" with "db: create session for ...: conn closed" and "db: pass
 // second factor for ...: conn closed". Until pgUnavailable also matches
 // errors.Is(err, pgconn.ErrConnClosed), this test fails; the race is
-// narrow, so it stops the server up to three times to catch it.
+// narrow, so it stops the server up to five times to catch it.
 func TestStoreUnavailableWhenServerStops(t *testing.T) {
 	pg := newCluster(t)
 	dbURL := pg.createDatabase(t, "authsvc")
@@ -53,7 +53,7 @@ func TestStoreUnavailableWhenServerStops(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	for round := range 3 {
+	for round := range 5 {
 		var (
 			mu  sync.Mutex
 			bad []error
