@@ -160,7 +160,11 @@ func (rep *report) write(w io.Writer) {
 	fmt.Fprintln(w, "| benchmark | time/op | B/op | allocs/op |")
 	fmt.Fprintln(w, "|---|--:|--:|--:|")
 	for _, b := range rep.goBench {
-		fmt.Fprintf(w, "| %s | %s | %s | %s |\n", b.name, b.perOp(), count(b.bytesPerOp),
+		d := b.perOp()
+		if d >= time.Millisecond {
+			d = d.Round(time.Microsecond)
+		}
+		fmt.Fprintf(w, "| %s | %s | %s | %s |\n", b.name, d, count(b.bytesPerOp),
 			count(b.allocsPerOp))
 	}
 	if len(rep.notes) > 0 {
