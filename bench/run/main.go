@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"runtime"
@@ -230,7 +231,12 @@ func (b *bench) machine(ctx context.Context) error {
 		f.Close()
 	}
 	kernel, _ := os.ReadFile("/proc/sys/kernel/osrelease")
-	b.rep.machine = append(b.rep.machine,
+	source := "not a git checkout"
+	if out, err := exec.CommandContext(ctx, "git", "describe", "--always", "--dirty",
+		"--abbrev=12").Output(); err == nil {
+		source = "commit " + strings.TrimSpace(string(out))
+	}
+	b.rep.machine = append(b.rep.machine, "Source: "+source,
 		fmt.Sprintf("CPUs (nproc): %d, model: %s", runtime.NumCPU(), model),
 		"Kernel: Linux "+strings.TrimSpace(string(kernel)),
 		"Go: "+runtime.Version())
