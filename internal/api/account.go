@@ -5,7 +5,6 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
-	"time"
 	"unicode/utf8"
 
 	"github.com/authsvc/authsvc/internal/db"
@@ -68,20 +67,24 @@ func (s *Server) signup(w http.ResponseWriter, r *http.Request) error {
 	if err := s.checkBrowserCredentials(r, tr); err != nil {
 		return err
 	}
-	if wait := s.signupIP.wait(clientKey(r)); wait > 0 {
+	// Every well-formed signup counts against the client address, a 409
+	// included: it tells whether an address has an account.
+	ipKey := clientKey(r)
+	if wait := s.signupIP.reserve(ipKey); wait > 0 {
 		s.metrics.throttled.WithLabelValues("signup_ip").Inc()
 		return rateLimited(retryAfter(wait))
 	}
 	if perr != nil {
+		s.signupIP.refund(ipKey)
 		return perr
 	}
 	email, err := identity.ParseEmail(in.email)
 	if err != nil {
+		s.signupIP.refund(ipKey)
 		return invalidRequest("The email address is not valid.")
 	}
 
 	ctx := r.Context()
-	s.signupIP.add(clientKey(r))
 	if _, err := s.store.UserByEmail(ctx, email.Canonical); err == nil {
 		return errEmailTaken
 	} else if !errors.Is(err, model.ErrNotFound) {
@@ -124,11 +127,19 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) error {
 	if err := s.checkBrowserCredentials(r, tr); err != nil {
 		return err
 	}
+	// The attempt is counted against the client address before anything
+	// is checked, and given back unless it ends as a failed login.
 	ipKey := clientKey(r)
-	if wait := s.loginIP.wait(ipKey); wait > 0 {
+	if wait := s.loginIP.reserve(ipKey); wait > 0 {
 		s.metrics.throttled.WithLabelValues("login_ip").Inc()
 		return rateLimited(retryAfter(wait))
 	}
+	failed := false
+	defer func() {
+		if !failed {
+			s.loginIP.refund(ipKey)
+		}
+	}()
 	if perr != nil {
 		return perr
 	}
@@ -136,16 +147,12 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
 	now := s.now()
 	fail := func(reason string, userID string) error {
-		s.loginIP.add(ipKey)
+		failed = true
 		s.metrics.logins.WithLabelValues("failure").Inc()
 		s.log.LogAttrs(ctx, slog.LevelWarn, "login failed",
 			slog.String("request_id", requestID(r)), slog.String("reason", reason),
 			slog.String("user_id", userID), slog.String("client_ip", info(r).clientIP.String()))
 		return errInvalidCredentials
-	}
-	throttled := func(wait time.Duration) error {
-		s.metrics.throttled.WithLabelValues("login_account").Inc()
-		return rateLimited(retryAfter(wait))
 	}
 	pw, pwErr := password.Normalize(in.password)
 	if pwErr != nil && utf8.RuneCountInString(in.password) > 256 {
@@ -162,23 +169,25 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) error {
 	if errors.Is(err, model.ErrNotFound) {
 		// Unknown addresses are throttled like accounts, so that neither
 		// the answer nor its timing tells whether the account exists.
-		if wait := s.unknown.wait(email.Canonical, now); wait > 0 {
-			return throttled(wait)
+		if wait := s.unknown.claim(email.Canonical, now); wait > 0 {
+			s.metrics.throttled.WithLabelValues("login_account").Inc()
+			return rateLimited(retryAfter(wait))
 		}
 		if err := s.hasher.VerifyDummy(ctx, in.password); err != nil {
 			return err
 		}
-		s.unknown.fail(email.Canonical, now)
 		return fail("unknown email", "")
 	}
 	if err != nil {
 		return err
 	}
 	device := s.knownDevice(r, u.ID)
-	if wait, err := s.loginWait(r, u, device); err != nil {
+	lt, err := s.loginThrottle(r, u, device)
+	if err != nil {
 		return err
-	} else if wait > 0 {
-		return throttled(wait)
+	}
+	if err := s.claimLogin(r, u, device, lt); err != nil {
+		return err
 	}
 	if pwErr != nil {
 		pw = in.password
@@ -188,9 +197,6 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if !ok {
-		if _, err := s.store.RecordLoginFailure(ctx, u.ID, device, now); err != nil {
-			return err
-		}
 		return fail("wrong password", u.ID)
 	}
 	if err := s.store.ResetLoginFailures(ctx, u.ID, device); err != nil {
@@ -283,14 +289,16 @@ func (s *Server) reauthenticate(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if err := s.checkPasswordThrottle(r); err != nil {
+	pc, err := s.checkPasswordThrottle(r, c.user)
+	if err != nil {
 		return err
 	}
+	defer s.passwordCheckDone(pc)
 	var pw string
 	if err := decodeObject(c.body, field{name: "password", dst: &pw, required: true}); err != nil {
 		return err
 	}
-	if err := s.checkPassword(r, c.user, pw); err != nil {
+	if err := s.checkPassword(r, c.user, pc, pw); err != nil {
 		return err
 	}
 	now := s.now()
@@ -306,9 +314,11 @@ func (s *Server) changePassword(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if err := s.checkPasswordThrottle(r); err != nil {
+	pc, err := s.checkPasswordThrottle(r, c.user)
+	if err != nil {
 		return err
 	}
+	defer s.passwordCheckDone(pc)
 	var current, next string
 	if err := decodeObject(c.body,
 		field{name: "current_password", dst: &current, required: true},
@@ -316,7 +326,7 @@ func (s *Server) changePassword(w http.ResponseWriter, r *http.Request) error {
 	); err != nil {
 		return err
 	}
-	if err := s.checkPassword(r, c.user, current); err != nil {
+	if err := s.checkPassword(r, c.user, pc, current); err != nil {
 		return err
 	}
 	pw, err := password.Normalize(next)
@@ -344,19 +354,47 @@ func (s *Server) changePassword(w http.ResponseWriter, r *http.Request) error {
 	return err
 }
 
-// checkPasswordThrottle refuses password checks from a client address
-// that has failed too often.
-func (s *Server) checkPasswordThrottle(r *http.Request) error {
-	if wait := s.loginIP.wait(clientKey(r)); wait > 0 {
+// passwordCheck is a password confirmation of a signed-in user that has
+// passed its throttles: the attempt is counted against the client address
+// and the account before the password is looked at.
+type passwordCheck struct {
+	device string
+	lt     model.LoginThrottle
+	ipKey  string
+	failed bool
+}
+
+// checkPasswordThrottle answers 429 while the client address or the
+// account must wait, and reserves the attempt against the address; done
+// gives it back unless the password turned out wrong.
+func (s *Server) checkPasswordThrottle(r *http.Request, u *model.User) (*passwordCheck, error) {
+	pc := &passwordCheck{ipKey: clientKey(r), device: s.knownDevice(r, u.ID)}
+	if wait := s.loginIP.reserve(pc.ipKey); wait > 0 {
 		s.metrics.throttled.WithLabelValues("login_ip").Inc()
-		return rateLimited(retryAfter(wait))
+		return nil, rateLimited(retryAfter(wait))
 	}
-	return nil
+	lt, err := s.loginThrottle(r, u, pc.device)
+	if err != nil {
+		s.loginIP.refund(pc.ipKey)
+		return nil, err
+	}
+	pc.lt = lt
+	return pc, nil
+}
+
+func (s *Server) passwordCheckDone(pc *passwordCheck) {
+	if !pc.failed {
+		s.loginIP.refund(pc.ipKey)
+	}
 }
 
 // checkPassword verifies the password of a signed-in user: 422
 // invalid_credentials when it is wrong.
-func (s *Server) checkPassword(r *http.Request, u *model.User, given string) error {
+func (s *Server) checkPassword(r *http.Request, u *model.User, pc *passwordCheck,
+	given string) error {
+	if err := s.claimLogin(r, u, pc.device, pc.lt); err != nil {
+		return err
+	}
 	pw, err := password.Normalize(given)
 	if err != nil {
 		pw = given
@@ -366,13 +404,13 @@ func (s *Server) checkPassword(r *http.Request, u *model.User, given string) err
 		return err
 	}
 	if !ok {
-		s.loginIP.add(clientKey(r))
+		pc.failed = true
 		s.log.LogAttrs(r.Context(), slog.LevelWarn, "password confirmation failed",
 			slog.String("request_id", requestID(r)), slog.String("user_id", u.ID))
 		return problem(http.StatusUnprocessableEntity, "invalid_credentials",
 			"The password is not correct.")
 	}
-	return nil
+	return s.store.ResetLoginFailures(r.Context(), u.ID, pc.device)
 }
 
 // rotate gives the caller's session a new token: apply stores the rotation

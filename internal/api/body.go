@@ -84,8 +84,14 @@ func decodeObject(body []byte, fields ...field) error {
 	return nil
 }
 
+// maxDepth is how deeply request bodies may nest. The contract's bodies
+// are flat; the limit keeps a 64 KiB body of brackets from costing
+// megabytes to walk.
+const maxDepth = 16
+
 // checkDuplicates walks the JSON tokens of body and refuses an object that
-// names a key twice, and anything after the first value.
+// names a key twice, nesting deeper than maxDepth, and anything after the
+// first value.
 func checkDuplicates(body []byte) error {
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.UseNumber()
@@ -112,11 +118,17 @@ func checkDuplicates(body []byte) error {
 		case json.Delim:
 			switch t {
 			case '{':
+				if len(stack) >= maxDepth {
+					return invalidRequest("The request body nests too deeply.")
+				}
 				if top != nil && top.object {
 					top.key = true
 				}
 				stack = append(stack, &frame{object: true, keys: map[string]bool{}, key: true})
 			case '[':
+				if len(stack) >= maxDepth {
+					return invalidRequest("The request body nests too deeply.")
+				}
 				if top != nil && top.object {
 					top.key = true
 				}

@@ -4,6 +4,7 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
+	"errors"
 	"net/http"
 	"strings"
 	"sync"
@@ -63,13 +64,32 @@ func (s *Server) rememberDevice(w http.ResponseWriter, userID, deviceID string) 
 	})
 }
 
-// loginWait is how long a login for u from the device must still wait.
-func (s *Server) loginWait(r *http.Request, u *model.User, device string) (time.Duration, error) {
+// loginThrottle reads the failed-login state of u on the device and
+// answers 429 while it must wait.
+func (s *Server) loginThrottle(r *http.Request, u *model.User, device string) (
+	model.LoginThrottle, error) {
 	lt, err := s.store.LoginThrottle(r.Context(), u.ID, device)
 	if err != nil {
-		return 0, err
+		return lt, err
 	}
-	return backoff(lt.Failures, lt.LastFailureAt, s.now()), nil
+	if wait := backoff(lt.Failures, lt.LastFailureAt, s.now()); wait > 0 {
+		s.metrics.throttled.WithLabelValues("login_account").Inc()
+		return lt, rateLimited(retryAfter(wait))
+	}
+	return lt, nil
+}
+
+// claimLogin counts a password attempt against u on the device before the
+// password is checked; of concurrent attempts that saw the same count one
+// goes ahead and the rest answer 429. A success resets the count.
+func (s *Server) claimLogin(r *http.Request, u *model.User, device string,
+	lt model.LoginThrottle) error {
+	_, err := s.store.ClaimLoginAttempt(r.Context(), u.ID, device, lt.Failures, s.now())
+	if errors.Is(err, model.ErrStale) {
+		s.metrics.throttled.WithLabelValues("login_account").Inc()
+		return rateLimited(1)
+	}
+	return err
 }
 
 // maxUnknownEmails bounds the failure counters kept for addresses that
@@ -94,19 +114,21 @@ type failures struct {
 // failure.
 const unknownQuiet = 30 * time.Minute
 
-func (u *unknownEmails) wait(email string, now time.Time) time.Duration {
+// claim counts a failure for email unless it must wait, in one step, and
+// returns the wait, zero when the failure was counted.
+func (u *unknownEmails) claim(email string, now time.Time) time.Duration {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	f, ok := u.entries[email]
-	if !ok {
-		return 0
+	if f, ok := u.entries[email]; ok {
+		if wait := backoff(f.count, f.last, now); wait > 0 {
+			return wait
+		}
 	}
-	return backoff(f.count, f.last, now)
+	u.failLocked(email, now)
+	return 0
 }
 
-func (u *unknownEmails) fail(email string, now time.Time) {
-	u.mu.Lock()
-	defer u.mu.Unlock()
+func (u *unknownEmails) failLocked(email string, now time.Time) {
 	if u.entries == nil {
 		u.entries = map[string]*failures{}
 	}

@@ -29,24 +29,31 @@ func newIPLimiter(limit int, win time.Duration, now func() time.Time) *ipLimiter
 	return &ipLimiter{limit: limit, window: win, now: now, clients: map[string]*window{}}
 }
 
-// wait reports how long key must wait before its next event is allowed,
-// zero if it may go ahead.
-func (l *ipLimiter) wait(key string) time.Duration {
+// reserve counts one event for key unless key must wait, in one step, so
+// that concurrent requests cannot all pass a check made before any of them
+// is counted. It returns the wait, zero when the event was counted.
+func (l *ipLimiter) reserve(key string) time.Duration {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	w, ok := l.clients[key]
 	now := l.now()
-	if !ok || now.Sub(w.start) >= l.window || w.count < l.limit {
-		return 0
+	if w, ok := l.clients[key]; ok && now.Sub(w.start) < l.window && w.count >= l.limit {
+		return w.start.Add(l.window).Sub(now)
 	}
-	return w.start.Add(l.window).Sub(now)
+	l.addLocked(key, now)
+	return 0
 }
 
-// add counts one event for key.
-func (l *ipLimiter) add(key string) {
+// refund takes back an event reserved for key that turned out not to
+// count, such as a login that succeeded.
+func (l *ipLimiter) refund(key string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	now := l.now()
+	if w, ok := l.clients[key]; ok && w.count > 0 && l.now().Sub(w.start) < l.window {
+		w.count--
+	}
+}
+
+func (l *ipLimiter) addLocked(key string, now time.Time) {
 	w, ok := l.clients[key]
 	if !ok || now.Sub(w.start) >= l.window {
 		if !ok && len(l.clients) >= maxTrackedClients {

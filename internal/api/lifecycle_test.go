@@ -3,6 +3,7 @@ package api
 import (
 	"bytes"
 	"encoding/base32"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -388,4 +389,63 @@ func (e *env) doRaw(method, path, cookie string, h map[string]string) *http.Resp
 func cookie0(e *env, a *account) string {
 	return e.do(req{method: "POST", path: "/v1/login", body: map[string]string{
 		"email": a.email, "password": goodPass}}).want(e.t, 200, "").sessionCookie().Value
+}
+
+// Deeply nested bodies are refused before they cost much.
+func TestNestedBody(t *testing.T) {
+	e := newEnv(t, dbtest.Open(t, dbtest.SQLitePath(t)))
+	deep := `{"email":"a@example.com","password":"` + goodPass + `","p":` +
+		strings.Repeat(`{"a":`, 17) + "1" + strings.Repeat("}", 17) + "}"
+	e.do(req{method: "POST", path: "/v1/signup", body: deep}).want(t, 400, "invalid_request")
+	shallow := `{"email":"a@example.com","password":"` + goodPass + `","p":` +
+		strings.Repeat(`[`, 15) + strings.Repeat("]", 15) + "}"
+	e.do(req{method: "POST", path: "/v1/signup", body: shallow}).want(t, 201, "")
+}
+
+// A burst of wrong passwords for one account, released at once, gets no
+// more checks than the same guesses sent one by one; the client address's
+// budget holds under the burst too.
+func TestLoginBurst(t *testing.T) {
+	eachStore(t, func(t *testing.T, open func(*testing.T) db.Store) {
+		e := newEnv(t, open(t), func(o *Options) { o.LoginFailuresPerIP = 12 })
+		e.signup("jay@example.com")
+		burst := func(email string) (checked int) {
+			const n = 40
+			results := make(chan int, n)
+			start := make(chan struct{})
+			for range n {
+				go func() {
+					<-start
+					r := e.do(req{method: "POST", path: "/v1/login", body: map[string]string{
+						"email": email, "password": "not the password", "session_transport": "bearer"}})
+					results <- r.StatusCode
+				}()
+			}
+			close(start)
+			for range n {
+				switch st := <-results; st {
+				case 401:
+					checked++
+				case 429:
+				default:
+					t.Errorf("status %d", st)
+				}
+			}
+			return checked
+		}
+		if n := burst("jay@example.com"); n > 5 {
+			t.Fatalf("%d wrong passwords checked for one account, want at most 5", n)
+		}
+		if n := burst("nobody@example.com"); n > 5 {
+			t.Fatalf("%d wrong passwords checked for an unknown address, want at most 5", n)
+		}
+		e.clock.advance(time.Hour)
+		total := 0
+		for i := range 4 {
+			total += burst(fmt.Sprintf("x%d@example.com", i))
+		}
+		if total > 12 {
+			t.Fatalf("%d failed logins from one address, want at most 12", total)
+		}
+	})
 }

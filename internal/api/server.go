@@ -202,16 +202,16 @@ func (s *Server) handle(h func(http.ResponseWriter, *http.Request) error) http.H
 			writeProblem(w, p)
 			return
 		}
+		if r.Context().Err() != nil {
+			// The client went away; nobody is left to answer.
+			setStatus(r, 499)
+			return
+		}
 		if errors.Is(err, model.ErrUnavailable) || errors.Is(err, password.ErrBusy) ||
 			errors.Is(err, context.DeadlineExceeded) {
 			s.log.LogAttrs(r.Context(), slog.LevelWarn, "request not served",
 				slog.String("request_id", requestID(r)), slog.String("error", err.Error()))
 			writeProblem(w, unavailable(2))
-			return
-		}
-		if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
-			// The client went away; nobody is left to answer.
-			setStatus(r, 499)
 			return
 		}
 		s.log.LogAttrs(r.Context(), slog.LevelError, "request failed",

@@ -1138,11 +1138,13 @@ func testLoginThrottle(e *env) {
 	}
 	record := func(userID, device string, at time.Time, want int) {
 		e.t.Helper()
-		n, err := e.s.RecordLoginFailure(e.ctx, userID, device, at)
-		wantErr(e.t, "RecordLoginFailure", err, nil)
+		n, err := e.s.ClaimLoginAttempt(e.ctx, userID, device, want-1, at)
+		wantErr(e.t, "ClaimLoginAttempt", err, nil)
 		if n != want {
-			e.t.Errorf("RecordLoginFailure(%s, %q) = %d, want %d", userID, device, n, want)
+			e.t.Errorf("ClaimLoginAttempt(%s, %q) = %d, want %d", userID, device, n, want)
 		}
+		_, err = e.s.ClaimLoginAttempt(e.ctx, userID, device, want-1, at)
+		wantErr(e.t, "ClaimLoginAttempt with a stale count", err, model.ErrStale)
 	}
 
 	equal(e.t, "no failures", get(u.ID, ""), model.LoginThrottle{})
@@ -1166,8 +1168,16 @@ func testLoginThrottle(e *env) {
 	}
 	record(u.ID, "device-1", t0, 1)
 
-	_, err := e.s.RecordLoginFailure(e.ctx, "missing", "", t0)
-	wantErr(e.t, "RecordLoginFailure unknown user", err, model.ErrNotFound)
+	_, err := e.s.ClaimLoginAttempt(e.ctx, "missing", "", 0, t0)
+	wantErr(e.t, "ClaimLoginAttempt unknown user", err, model.ErrNotFound)
+
+	// Of many attempts that saw the same count, one is counted.
+	w := e.user()
+	errs := race(racers, func(int) error {
+		_, err := e.s.ClaimLoginAttempt(e.ctx, w.ID, "", 0, t0)
+		return err
+	})
+	oneWinner(e.t, errs, model.ErrStale)
 }
 
 // calls exercises a read and a write of s.

@@ -147,7 +147,8 @@ func pgError(op string, err error) error {
 // or shutting down: waiting would not help.
 func pgUnavailable(err error) bool {
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) ||
-		errors.Is(err, puddle.ErrClosedPool) || pgconn.Timeout(err) {
+		errors.Is(err, puddle.ErrClosedPool) || errors.Is(err, pgconn.ErrConnClosed) ||
+		pgconn.Timeout(err) {
 		return true
 	}
 	var pe *pgconn.PgError
@@ -955,10 +956,10 @@ func (s *pgStore) LoginThrottle(ctx context.Context, userID,
 	return lt, nil
 }
 
-// RecordLoginFailure counts one more failed login of the user on the device.
+// ClaimLoginAttempt counts a login attempt if the count is still seen.
 // It returns model.ErrNotFound for an unknown user.
-func (s *pgStore) RecordLoginFailure(ctx context.Context, userID, deviceID string,
-	at time.Time) (int, error) {
+func (s *pgStore) ClaimLoginAttempt(ctx context.Context, userID, deviceID string,
+	seen int, at time.Time) (int, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 
@@ -969,9 +970,13 @@ func (s *pgStore) RecordLoginFailure(ctx context.Context, userID, deviceID strin
 		ON CONFLICT (user_id, device_id) DO UPDATE
 		SET failures = login_failures.failures + 1,
 			last_failure_at = excluded.last_failure_at
-		RETURNING failures`, userID, deviceID, nullTime(at)).Scan(&n)
+		WHERE login_failures.failures = $4
+		RETURNING failures`, userID, deviceID, nullTime(at), seen).Scan(&n)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, fmt.Errorf("db: claim login attempt of %s: %w", userID, model.ErrStale)
+	}
 	if err != nil {
-		return 0, pgError("record login failure of "+userID, err)
+		return 0, pgError("claim login attempt of "+userID, err)
 	}
 	return n, nil
 }

@@ -914,20 +914,25 @@ func (s *sqliteStore) LoginThrottle(ctx context.Context, userID,
 	return lt, nil
 }
 
-// RecordLoginFailure counts one more failed login of the user on the device.
+// ClaimLoginAttempt counts a login attempt if the count is still seen.
 // It returns model.ErrNotFound for an unknown user.
-func (s *sqliteStore) RecordLoginFailure(ctx context.Context, userID, deviceID string,
-	at time.Time) (int, error) {
+func (s *sqliteStore) ClaimLoginAttempt(ctx context.Context, userID, deviceID string,
+	seen int, at time.Time) (int, error) {
 	var n int
-	op := "record login failure of " + userID
+	op := "claim login attempt of " + userID
 	err := s.inTx(ctx, op, func(ctx context.Context, tx *sql.Tx) error {
-		return tx.QueryRowContext(ctx, `
+		err := tx.QueryRowContext(ctx, `
 			INSERT INTO login_failures (user_id, device_id, failures, last_failure_at)
 			VALUES ($1, $2, 1, $3)
 			ON CONFLICT (user_id, device_id) DO UPDATE
 			SET failures = login_failures.failures + 1,
 				last_failure_at = excluded.last_failure_at
-			RETURNING failures`, userID, deviceID, nullMicros(at)).Scan(&n)
+			WHERE login_failures.failures = $4
+			RETURNING failures`, userID, deviceID, nullMicros(at), seen).Scan(&n)
+		if errors.Is(err, sql.ErrNoRows) {
+			return model.ErrStale
+		}
+		return err
 	})
 	if err != nil {
 		return 0, err

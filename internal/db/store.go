@@ -148,8 +148,14 @@ type Store interface {
 	// LoginThrottle returns the failed-login state of the user on the device
 	// (deviceID "" for strangers); a zero LoginThrottle if there is none.
 	LoginThrottle(ctx context.Context, userID, deviceID string) (model.LoginThrottle, error)
-	// RecordLoginFailure adds one failure at time at and returns the new count.
-	RecordLoginFailure(ctx context.Context, userID, deviceID string, at time.Time) (int, error)
+	// ClaimLoginAttempt counts a login attempt as a failure before the
+	// password is checked, as ClaimSecondFactorAttempt does: if the count of
+	// the user on the device is still seen, it becomes seen+1 at time at and
+	// the new count is returned (a count reset meanwhile starts again at 1);
+	// model.ErrStale if another attempt counted first, model.ErrNotFound for
+	// an unknown user. A success then calls ResetLoginFailures.
+	ClaimLoginAttempt(ctx context.Context, userID, deviceID string, seen int,
+		at time.Time) (int, error)
 	// ResetLoginFailures forgets the failures of the user on the device.
 	ResetLoginFailures(ctx context.Context, userID, deviceID string) error
 }
