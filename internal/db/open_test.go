@@ -156,7 +156,7 @@ func TestQueryTimeout(t *testing.T) {
 		rawURL := dbtest.PostgresURL(t)
 		dbtest.Open(t, rawURL)
 		s, err := db.Open(t.Context(), rawURL,
-			db.Options{MaxConns: 2, QueryTimeout: 200 * time.Millisecond})
+			db.Options{MaxConns: 2, QueryTimeout: time.Second})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -186,7 +186,7 @@ func TestQueryTimeout(t *testing.T) {
 	t.Run("sqlite", func(t *testing.T) {
 		rawURL := dbtest.SQLitePath(t)
 		dbtest.Open(t, rawURL)
-		s, err := db.Open(t.Context(), rawURL, db.Options{QueryTimeout: 200 * time.Millisecond})
+		s, err := db.Open(t.Context(), rawURL, db.Options{QueryTimeout: time.Second})
 		if err != nil {
 			t.Fatal(err)
 		}
