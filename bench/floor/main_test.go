@@ -28,6 +28,8 @@ func TestHandler(t *testing.T) {
 	}
 	live, liveHash := session.NewToken()
 	expired, expiredHash := session.NewToken()
+	// One live and one expired session of the same user, stored by
+	// authsvc's own store so that the floor reads authsvc's rows.
 	for _, s := range []*model.Session{
 		{ID: "s1", TokenHash: liveHash, UserID: "u1", CreatedAt: now,
 			ExpiresAt: now.Add(time.Hour), LastSeenAt: now},
@@ -45,6 +47,8 @@ func TestHandler(t *testing.T) {
 	t.Cleanup(pool.Close)
 	h := handler(pool)
 
+	// Each credential the benchmark sends, and each that must be refused:
+	// only the bearer scheme counts, and an expired session is no session.
 	unknown, _ := session.NewToken()
 	tests := []struct {
 		name   string

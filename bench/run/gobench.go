@@ -65,6 +65,8 @@ func parseGoBenchmarks(out string) []goBenchmark {
 		if err != nil {
 			continue
 		}
+		// BenchmarkX-8 ran with GOMAXPROCS 8; the suffix is dropped so
+		// that names are the same on every machine.
 		name := f[0]
 		if i := strings.LastIndexByte(name, '-'); i > 0 {
 			if _, err := strconv.Atoi(name[i+1:]); err == nil {
@@ -75,6 +77,7 @@ func parseGoBenchmarks(out string) []goBenchmark {
 			name = pkg + "." + name
 		}
 		b := goBenchmark{name: name, nsPerOp: ns, bytesPerOp: -1, allocsPerOp: -1}
+		// With -benchmem, value and unit pairs follow the time.
 		for i := 4; i+1 < len(f); i += 2 {
 			v, err := strconv.ParseFloat(f[i], 64)
 			if err != nil {

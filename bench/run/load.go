@@ -105,6 +105,8 @@ type workerResult struct {
 // run dials every connection first, then lets all of them loop until the
 // window ends.
 func (l load) run() (*outcome, error) {
+	// Dialling first keeps connection set-up out of the measured window,
+	// as a gateway's kept-alive connections would.
 	conns := make([]net.Conn, l.conns)
 	for i := range conns {
 		c, err := net.Dial("tcp", l.addr)
@@ -186,6 +188,8 @@ func (l load) worker(id int, conn net.Conn, measureFrom, stop time.Time) workerR
 			}
 			br.Reset(conn)
 		}
+		// A request counts if it was sent inside the window, whenever its
+		// answer came.
 		status, keep, err := roundTrip(conn, br, buf)
 		measured := !t0.Before(measureFrom)
 		if err != nil {
@@ -251,6 +255,7 @@ func appendRequest(buf []byte, host, method, path string, body []byte,
 		buf = append(buf, h.value...)
 		buf = append(buf, "\r\n"...)
 	}
+	// A POST without a body still says so, as HTTP/1.1 asks.
 	if body != nil || method == http.MethodPost {
 		if len(body) > 0 {
 			buf = append(buf, "Content-Type: application/json\r\n"...)

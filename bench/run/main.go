@@ -53,17 +53,17 @@ const benchPassword = "violet-anchor-17-tundra"
 
 // options are the command line.
 type options struct {
-	duration   time.Duration
-	conns      int
-	server     string
-	outDir     string
-	authsvcBin string
+	duration   time.Duration // measured time of each case
+	conns      int           // connections of each case
+	server     string        // PostgreSQL server the databases are made on
+	outDir     string        // where the report is written
+	authsvcBin string        // prebuilt binaries, "" to build them
 	floorBin   string
-	logLevel   string
-	small      int
-	large      int
-	verifyRate int
-	rounds     int
+	logLevel   string // AUTHSVC_LOG_LEVEL, "" for authsvc's default
+	small      int    // sessions of the authorize cases
+	large      int    // sessions of the large-table case
+	verifyRate int    // partial sessions per second of duration
+	rounds     int    // slices of the cases run in turn
 }
 
 func main() {
@@ -140,6 +140,8 @@ func (b *bench) run(ctx context.Context) (err error) {
 		return fmt.Errorf("scratch folder: %w", err)
 	}
 	defer os.RemoveAll(b.work)
+	// The scratch folder's random suffix keeps sign-up emails of two runs
+	// apart, should they share a database server.
 	b.tag = filepath.Base(b.work)[len("authsvc-bench-"):]
 	defer func() {
 		b.authsvc.stop()
@@ -159,12 +161,16 @@ func (b *bench) run(ctx context.Context) (err error) {
 		}
 	}()
 
+	// authsvc runs with this key, and the TOTP secrets seeded for verify
+	// are sealed with it, as authsvc would have sealed them.
 	key := make([]byte, secretbox.KeySize)
 	crand.Read(key)
 	b.keyText = base64.StdEncoding.EncodeToString(key)
 	if b.keys, err = secretbox.NewKeyring(key); err != nil {
 		return fmt.Errorf("keyring: %w", err)
 	}
+	// One real hash serves every seeded account: login verifies it with
+	// the same parameters as a stored hash of its own.
 	hasher := password.NewHasher(password.DefaultParams(), 1, 0)
 	if b.pwHash, err = hasher.Hash(ctx, benchPassword); err != nil {
 		return fmt.Errorf("hash the benchmark password: %w", err)
@@ -186,6 +192,8 @@ func (b *bench) run(ctx context.Context) (err error) {
 		{"10 000 against 1 000 000 sessions", b.largeTable},
 		{"embedded store session check", b.embeddedCase},
 	}
+	// Each phase builds on the seeding of the ones before it, so the first
+	// failure ends the run; the report keeps what was measured.
 	for _, p := range phases {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -273,6 +281,7 @@ func (b *bench) build(ctx context.Context) error {
 			return err
 		}
 	}
+	// The binary weighed is the one measured, built as make build does.
 	st, err := os.Stat(b.opts.authsvcBin)
 	if err != nil {
 		return fmt.Errorf("authsvc binary: %w", err)
@@ -320,6 +329,8 @@ func (b *bench) startAuthsvc(dbURL, logName string) (*proc, time.Duration, error
 // embedded database (migrations and key generation included), and reads
 // its idle RSS.
 func (b *bench) embeddedStartup(ctx context.Context) error {
+	// Each trial gets a new folder: no database file, no key file, so the
+	// migrations and the key generation are part of every start.
 	var times []time.Duration
 	var rss int64
 	for i := range readyTrials {
@@ -381,6 +392,8 @@ func (b *bench) postgresStartup(ctx context.Context) error {
 	}
 	b.rep.machine = append(b.rep.machine, "PostgreSQL: "+version+
 		", on the same machine, shared_buffers "+buffers)
+	// Idle: after start-up work such as the first pool connections, before
+	// any request.
 	time.Sleep(2 * time.Second)
 	rss, _, err := memory(b.authsvc.pid())
 	if err != nil {

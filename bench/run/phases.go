@@ -37,6 +37,8 @@ func (b *bench) pgPIDs() []int {
 	if b.pgLarge != nil {
 		names = append(names, b.pgLarge.name)
 	}
+	// A failed listing only loses the database's column; the case itself
+	// can still run, so it is a warning and not an error.
 	pids, err := b.pg.backends(context.Background(), names)
 	if err != nil {
 		logf("warning: %v", err)
@@ -54,6 +56,8 @@ func sessionSource(host, method, path string, set byte, n int, cookie bool,
 	hits []atomic.Bool) func(int) source {
 	return func(int) source {
 		return func(buf []byte, rng *rand.Rand) ([]byte, error) {
+			// Uniformly over the whole set, so that a larger set means a
+			// larger working set for the database, as it would in use.
 			i := rng.IntN(n) + 1
 			if hits != nil {
 				hits[i-1].Store(true)
@@ -80,6 +84,8 @@ func localLoop(workers int, d time.Duration, op func() error) (*outcome, error) 
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			// Latencies are kept per goroutine and merged once, so that
+			// the yardstick does not measure a shared lock.
 			var lat []time.Duration
 			for t0 := time.Now(); t0.Before(stop); t0 = time.Now() {
 				if err := op(); err != nil {
@@ -108,8 +114,11 @@ func localLoop(workers int, d time.Duration, op func() error) (*outcome, error) 
 // more after its last report; /readyz pings through the pool, so bursts
 // of it reach every connection.
 func flushStats(p *proc) {
+	// A backend reports again only a second after its last report.
 	time.Sleep(1100 * time.Millisecond)
 	client := &http.Client{Timeout: 5 * time.Second}
+	// 64 at once, three times, outnumber the pool's 10 connections enough
+	// that every one of them runs a ping.
 	for range 3 {
 		var wg sync.WaitGroup
 		for range 64 {
@@ -123,6 +132,7 @@ func flushStats(p *proc) {
 		}
 		wg.Wait()
 	}
+	// The reports are written when a backend goes idle after the ping.
 	time.Sleep(300 * time.Millisecond)
 }
 
@@ -192,12 +202,16 @@ func (b *bench) authorizeWrites(ctx context.Context) error {
 	window := time.Since(started)
 	r := rows[0]
 	r.updates = writesText(d)
+	// Every session the run sent a token of, warm-up included: each may be
+	// written at most once in the run's minute.
 	used := 0
 	for i := range hits {
 		if hits[i].Load() {
 			used++
 		}
 	}
+	// Rows with a new last_seen_at, against row updates counted: the
+	// difference is rows written more than once.
 	var touched int64
 	err = b.pg.conn.QueryRow(ctx, `SELECT count(*) FROM sessions WHERE last_seen_at >= $1`,
 		started.Add(-time.Second)).Scan(&touched)
@@ -245,6 +259,8 @@ func (b *bench) authorizeCases(ctx context.Context) error {
 		b.floor = nil
 	}()
 
+	// Five cases in turn: each authsvc case is next to its floor case in
+	// every round, so that a burst of other work hits both alike.
 	n := b.opts.small
 	get := func(key, name string, p *proc, path string, cookie bool) spec {
 		return spec{key: key, name: name, proc: p, conns: b.opts.conns, want: http.StatusOK,
@@ -277,6 +293,9 @@ func (b *bench) authorizeCases(ctx context.Context) error {
 // its own, setup in turn with QR encoding in this process, login and
 // sign-up in turn with Argon2id hashing in this process.
 func (b *bench) writeCases(ctx context.Context) error {
+	// Verify consumes a partial session per request: enough are prepared
+	// for -verify-rate requests a second; a faster server runs out, and
+	// the row says so.
 	host := hostOf(b.authsvc)
 	nVerify := max(1000, int(b.opts.duration.Seconds()*float64(b.opts.verifyRate)))
 	secrets, err := b.pg.seedVerify(ctx, b.keys, nVerify, b.pwHash)
@@ -324,6 +343,8 @@ func (b *bench) writeCases(ctx context.Context) error {
 	}
 	rows[0].updates = writesText(d)
 
+	// Setup cycles through sessions of different users with a recent
+	// password; the yardstick encodes a key URI of the same length.
 	var nextSetup atomic.Int64
 	secret := make([]byte, 20)
 	crand.Read(secret)
@@ -352,6 +373,9 @@ func (b *bench) writeCases(ctx context.Context) error {
 		return err
 	}
 
+	// Login cycles through seeded accounts, sign-up makes a new one per
+	// request; the yardstick hashes with the same parameters on as many
+	// goroutines as authsvc runs hashes at once by default.
 	var nextSignup atomic.Int64
 	cores := runtime.NumCPU()
 	hasher := password.NewHasher(password.DefaultParams(), cores, time.Minute)
@@ -410,6 +434,8 @@ func (b *bench) loginMemory(ctx context.Context) error {
 	if err := resetPeak(pid); err != nil {
 		return err
 	}
+	// Both loads start together and run for the same time; the logins
+	// outnumber the hashing slots many times, as in a flood.
 	host := hostOf(b.authsvc)
 	n := b.opts.small
 	pgPIDs := b.pgPIDs()
@@ -461,6 +487,8 @@ func (b *bench) loginMemory(ctx context.Context) error {
 			errorsText(r.out, r.out.want))
 	}
 
+	// The README bounds hashing memory by concurrency × 19 MiB (the
+	// Argon2id memory parameter); the growth over idle is held to that.
 	concurrency := runtime.NumCPU()
 	hashing := int64(concurrency) * 19 << 20
 	b.rep.verdicts = append(b.rep.verdicts, verdict{
@@ -495,6 +523,8 @@ func (b *bench) largeTable(ctx context.Context) error {
 		return err
 	}
 
+	// The large set gets a database and an authsvc of its own, so that the
+	// two can run in turn without reseeding.
 	pg, err := createDatabase(ctx, b.opts.server)
 	if err != nil {
 		return err
@@ -554,6 +584,8 @@ func (b *bench) largeTable(ctx context.Context) error {
 			proc: p, conns: b.opts.conns, want: http.StatusOK, warm: b.warmup(),
 			src: sessionSource(hostOf(p), "GET", "/v1/authorize", setAuthorize, n, false, nil)}
 	}
+	// The write counts of both databases bracket the comparison: they
+	// prove that neither side wrote.
 	var rows []*row
 	var dSmall tupleStats
 	dLarge, err := sessionWrites(ctx, pg, b.large, func() error {
@@ -646,6 +678,8 @@ func (b *bench) judge() {
 			})
 	}
 
+	// The plan's ceiling for password work: every CPU hashing, each hash
+	// as fast as the Go benchmark measured it.
 	cores := float64(runtime.NumCPU())
 	hash, okHash := find(b.rep.goBench, "password.BenchmarkHash")
 	hashes := b.rows["hashes"]
@@ -670,6 +704,8 @@ func (b *bench) judge() {
 		b.rep.verdicts = append(b.rep.verdicts, v)
 	}
 
+	// Cost is CPU per request, which the other work on the machine moves
+	// far less than throughput.
 	setup, qr := b.rows["setup"], b.rows["qr"]
 	if setup != nil && qr != nil {
 		got := float64(setup.cpuPerRequest()) / float64(qr.cpuPerRequest())

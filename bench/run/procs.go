@@ -71,6 +71,8 @@ func start(name, bin, addr, readyPath string, readyStatus int, logPath string,
 		env...)
 	cmd.Stdout = logFile
 	cmd.Stderr = logFile
+	// A process group of its own keeps a Ctrl-C at the terminal from
+	// reaching the server before the benchmark has stopped it.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	t0 := time.Now()
 	if err := cmd.Start(); err != nil {
@@ -80,6 +82,8 @@ func start(name, bin, addr, readyPath string, readyStatus int, logPath string,
 	p := &proc{name: name, cmd: cmd, addr: addr, log: logFile, done: make(chan error, 1)}
 	go func() { p.done <- cmd.Wait() }()
 
+	// Polled every millisecond: the start-up time is read from this loop,
+	// so its resolution is the poll's.
 	url := "http://" + addr + readyPath
 	client := &http.Client{Timeout: time.Second}
 	deadline := t0.Add(60 * time.Second)

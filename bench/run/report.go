@@ -75,6 +75,7 @@ func errorsText(o *outcome, want int) string {
 		return "0"
 	}
 	var parts []string
+	// Unwanted statuses in order, each with its count: 12×503.
 	codes := make([]int, 0, len(o.statuses))
 	for s := range o.statuses {
 		if s != want {
@@ -103,6 +104,8 @@ func (rep *report) table(w io.Writer) {
 		if o.exhausted {
 			name += " (ran out of prepared requests)"
 		}
+		// Rows measured at the same time as another have no CPU figure of
+		// their own.
 		cpu := "—"
 		if r.cpu > 0 {
 			cpu = strconv.FormatFloat(float64(r.cpuPerRequest())/1e3, 'f', 0, 64)
@@ -111,6 +114,7 @@ func (rep *report) table(w io.Writer) {
 			strconv.FormatFloat(o.throughput(), 'f', 0, 64),
 			ms(o.percentile(50)), ms(o.percentile(99)), errorsText(o, o.want), cpu,
 			r.share.String(), or(r.updates, "—"), "—", "—"}
+		// Only the cases with a floor counterpart get the two ratios.
 		if f := r.floor; f != nil {
 			cells[9] = ratio(o.throughput(), f.out.throughput())
 			cells[10] = ratio(float64(o.percentile(99)), float64(f.out.percentile(99)))
@@ -140,6 +144,8 @@ func (rep *report) write(w io.Writer) {
 	fmt.Fprintln(w)
 	rep.table(w)
 	fmt.Fprintln(w)
+	// Each verdict names the target as the plan states it, the figures it
+	// was judged on, and any note on how.
 	fmt.Fprintln(w, "## Targets")
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "| target | measured | result |")

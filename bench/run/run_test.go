@@ -13,6 +13,8 @@ import (
 	"time"
 )
 
+// TestPercentile checks the nearest-rank percentile: the smallest value
+// with at least p percent of the values at or below it.
 func TestPercentile(t *testing.T) {
 	ms := func(v ...int) []time.Duration {
 		out := make([]time.Duration, len(v))
@@ -49,12 +51,15 @@ func TestPercentile(t *testing.T) {
 	}
 }
 
+// TestParseCPUTime checks that utime and stime are found after the command
+// name, whatever the name holds, and that malformed lines are errors.
 func TestParseCPUTime(t *testing.T) {
 	tests := []struct {
 		name, stat string
 		want       time.Duration
 		bad        bool
 	}{
+		// utime 250 and stime 50 ticks of 10 ms.
 		{"plain", "42 (postgres) S 1 42 42 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 1 0",
 			3 * time.Second, false},
 		{"name with spaces and parentheses",
@@ -80,6 +85,8 @@ func TestParseCPUTime(t *testing.T) {
 	}
 }
 
+// TestParseGoBenchmarks checks the names (package prefix, no GOMAXPROCS
+// suffix), the figures, and the lines that are not results.
 func TestParseGoBenchmarks(t *testing.T) {
 	out := `goos: linux
 pkg: github.com/authsvc/authsvc/internal/password
@@ -112,6 +119,8 @@ ok  	github.com/authsvc/authsvc/internal/session	1.2s
 	}
 }
 
+// TestAppendRequest parses what appendRequest writes with net/http's own
+// parser.
 func TestAppendRequest(t *testing.T) {
 	tests := []struct {
 		name, method string
@@ -126,6 +135,7 @@ func TestAppendRequest(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			// The buffer's earlier contents must be kept, not overwritten.
 			raw := appendRequest([]byte("left over"), "127.0.0.1:1", tt.method, "/v1/x?y=1",
 				tt.body, header{"Authorization", "Bearer tok"}, header{"Accept", "image/png"})
 			raw = bytes.TrimPrefix(raw, []byte("left over"))
@@ -182,6 +192,8 @@ func TestLoad(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Every answer is counted once, under its status; refusals are the
+	// only failures, and closed connections were reopened without error.
 	ok, refused := out.statuses[http.StatusOK], out.statuses[http.StatusUnauthorized]
 	if out.requests == 0 || ok+refused != out.requests || len(out.statuses) != 2 {
 		t.Fatalf("statuses %v for %d requests", out.statuses, out.requests)
@@ -189,6 +201,8 @@ func TestLoad(t *testing.T) {
 	if out.failures != refused || out.transport != 0 {
 		t.Errorf("failures %d (transport %d), want %d", out.failures, out.transport, refused)
 	}
+	// The server may have answered a last request the client stopped
+	// reading, never fewer than the client counted.
 	if total := out.requests + out.warm; total > served.Load() || out.warm == 0 {
 		t.Errorf("%d measured and %d warm-up answers, %d served", out.requests, out.warm,
 			served.Load())
@@ -235,6 +249,7 @@ func TestLoadExhausted(t *testing.T) {
 	}
 }
 
+// TestMerge checks that slices of one case add up to one outcome.
 func TestMerge(t *testing.T) {
 	a := &outcome{want: 200, statuses: map[int]int64{}}
 	a.merge(&outcome{requests: 2, warm: 1, failures: 1, statuses: map[int]int64{200: 1, 503: 1},
@@ -251,6 +266,9 @@ func TestMerge(t *testing.T) {
 	}
 }
 
+// TestCPUShare checks the shares of a two-second span: the machine's busy
+// time less the server, this process and PostgreSQL is the other work,
+// and a backend that appeared in between counts whole.
 func TestCPUShare(t *testing.T) {
 	early := cpuSample{at: time.Unix(0, 0), busy: time.Second, server: 100 * time.Millisecond,
 		postgres: map[int]time.Duration{1: time.Second}}

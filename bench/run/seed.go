@@ -140,6 +140,8 @@ func (p *pgBench) seedSessions(ctx context.Context, set byte, from, to, users, p
 	if parts <= 1 || to-from < parts {
 		return p.exec(ctx, sql, prefix, from, to, users, sessionTTL, lastSeenAgo, passwordAgo)
 	}
+	// Each part inserts its own range on its own connection; the parts
+	// share nothing but the table.
 	errs := make(chan error, parts)
 	step := (to - from + parts) / parts
 	for lo := from; lo <= to; lo += step {
@@ -172,6 +174,8 @@ func (p *pgBench) seedSessions(ctx context.Context, set byte, from, to, users, p
 // for user i.
 func (p *pgBench) seedVerify(ctx context.Context, keys *secretbox.Keyring, n int,
 	passwordHash string) ([][]byte, error) {
+	// Rows are built in memory and copied in: sealing needs Go, and COPY
+	// is the fast way in for what SQL cannot make itself.
 	secrets := make([][]byte, n)
 	users := make([][]any, n)
 	sessions := make([][]any, n)
