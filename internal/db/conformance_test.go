@@ -263,7 +263,8 @@ func testTouchSession(e *env) {
 	u := e.user()
 	s := e.session(u.ID, t0)
 	seen, exp := t0.Add(2*time.Minute), t0.Add(48*time.Hour+time.Nanosecond)
-	wantErr(e.t, "TouchSession", e.s.TouchSession(e.ctx, s.TokenHash, seen, exp), nil)
+	wantErr(e.t, "TouchSession", e.s.TouchSession(e.ctx, s.TokenHash, s.LastSeenAt, seen,
+		exp), nil)
 
 	want := *s
 	want.LastSeenAt, want.ExpiresAt = stored(seen), stored(exp)
@@ -271,8 +272,16 @@ func testTouchSession(e *env) {
 	wantErr(e.t, "SessionByTokenHash", err, nil)
 	equal(e.t, "touched session", got, &want)
 
+	// A second touch that read the old value writes nothing and is no error.
+	wantErr(e.t, "TouchSession with a stale last-seen time",
+		e.s.TouchSession(e.ctx, s.TokenHash, s.LastSeenAt, seen.Add(time.Minute),
+			exp.Add(time.Hour)), nil)
+	got, _, err = e.s.SessionByTokenHash(e.ctx, s.TokenHash)
+	wantErr(e.t, "SessionByTokenHash", err, nil)
+	equal(e.t, "session after a stale touch", got, &want)
+
 	wantErr(e.t, "TouchSession unknown",
-		e.s.TouchSession(e.ctx, hash(e.t), seen, exp), model.ErrNotFound)
+		e.s.TouchSession(e.ctx, hash(e.t), seen, seen, exp), model.ErrNotFound)
 }
 
 // testRotateSession checks a rotation and that an unknown, stale or

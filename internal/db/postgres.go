@@ -409,19 +409,29 @@ func (s *pgStore) SessionByTokenHash(ctx context.Context, hash []byte) (*model.S
 }
 
 // TouchSession sets the session's last-seen time and expiry.
-func (s *pgStore) TouchSession(ctx context.Context, hash []byte, lastSeen,
+func (s *pgStore) TouchSession(ctx context.Context, hash []byte, prevSeen, lastSeen,
 	expiresAt time.Time) error {
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 
-	tag, err := s.pool.Exec(ctx,
-		`UPDATE sessions SET last_seen_at = $2, expires_at = $3 WHERE token_hash = $1`,
-		hash, lastSeen.UTC(), expiresAt.UTC())
+	tag, err := s.pool.Exec(ctx, `
+		UPDATE sessions SET last_seen_at = $2, expires_at = $3
+		WHERE token_hash = $1 AND last_seen_at = $4`,
+		hash, lastSeen.UTC(), expiresAt.UTC(), prevSeen.UTC())
 	if err != nil {
 		return pgError("touch session", err)
 	}
-	if tag.RowsAffected() == 0 {
+	if tag.RowsAffected() > 0 {
+		return nil
+	}
+	// Touched by someone else first, or gone: only the latter is an error.
+	var one int
+	err = s.pool.QueryRow(ctx, `SELECT 1 FROM sessions WHERE token_hash = $1`, hash).Scan(&one)
+	if errors.Is(err, pgx.ErrNoRows) {
 		return fmt.Errorf("db: touch session: %w", model.ErrNotFound)
+	}
+	if err != nil {
+		return pgError("touch session", err)
 	}
 	return nil
 }

@@ -389,14 +389,22 @@ func (s *sqliteStore) SessionByTokenHash(ctx context.Context, hash []byte) (*mod
 }
 
 // TouchSession sets the session's last-seen time and expiry.
-func (s *sqliteStore) TouchSession(ctx context.Context, hash []byte, lastSeen,
+func (s *sqliteStore) TouchSession(ctx context.Context, hash []byte, prevSeen, lastSeen,
 	expiresAt time.Time) error {
 	return s.inTx(ctx, "touch session", func(ctx context.Context, tx *sql.Tx) error {
 		n, err := rowsAffected(tx.ExecContext(ctx, `
 			UPDATE sessions SET last_seen_at = $2, expires_at = $3
-			WHERE token_hash = $1`, hash, micros(lastSeen), micros(expiresAt)))
-		if err == nil && n == 0 {
-			err = model.ErrNotFound
+			WHERE token_hash = $1 AND last_seen_at = $4`,
+			hash, micros(lastSeen), micros(expiresAt), micros(prevSeen)))
+		if err != nil || n > 0 {
+			return err
+		}
+		// Touched by someone else first, or gone: only the latter is an error.
+		var one int
+		err = tx.QueryRowContext(ctx,
+			`SELECT 1 FROM sessions WHERE token_hash = $1`, hash).Scan(&one)
+		if errors.Is(err, sql.ErrNoRows) {
+			return model.ErrNotFound
 		}
 		return err
 	})

@@ -50,8 +50,12 @@ type Store interface {
 	// if there is no such session.
 	SessionByTokenHash(ctx context.Context, hash []byte) (*model.Session, *model.User, error)
 	// TouchSession sets LastSeenAt and ExpiresAt of the session with that
-	// token hash; model.ErrNotFound if there is none.
-	TouchSession(ctx context.Context, hash []byte, lastSeen, expiresAt time.Time) error
+	// token hash if its LastSeenAt is still prevSeen. If another call
+	// touched it first, nothing is written and nil is returned, so that
+	// concurrent checks of one session write it once; model.ErrNotFound if
+	// there is no such session.
+	TouchSession(ctx context.Context, hash []byte, prevSeen, lastSeen,
+		expiresAt time.Time) error
 	// RotateSession gives the session whose token hash is r.OldHash the hash
 	// r.NewHash and the other values of r, if it still has r.OldHash;
 	// model.ErrNotFound otherwise.

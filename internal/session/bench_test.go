@@ -31,7 +31,7 @@ func (m *memStore) SessionByTokenHash(_ context.Context, h []byte) (*model.Sessi
 	return &sc, &uc, nil
 }
 
-func (m *memStore) TouchSession(_ context.Context, h []byte, seen, exp time.Time) error {
+func (m *memStore) TouchSession(_ context.Context, h []byte, _, seen, exp time.Time) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	s, ok := m.sessions[string(h)]

@@ -79,7 +79,8 @@ func NewID() string {
 // Store is what a Manager needs from the database.
 type Store interface {
 	SessionByTokenHash(ctx context.Context, hash []byte) (*model.Session, *model.User, error)
-	TouchSession(ctx context.Context, hash []byte, lastSeen, expiresAt time.Time) error
+	TouchSession(ctx context.Context, hash []byte, prevSeen, lastSeen,
+		expiresAt time.Time) error
 }
 
 // Lifetimes are the two limits of a full session: TTL slides with use,
@@ -174,7 +175,7 @@ func (m *Manager) Validate(ctx context.Context, token string) (*Validation, erro
 		}
 	}
 	if v.Slid || now.Sub(s.LastSeenAt) >= TouchInterval {
-		err := m.store.TouchSession(ctx, hash, now, expires)
+		err := m.store.TouchSession(ctx, hash, s.LastSeenAt, now, expires)
 		if errors.Is(err, model.ErrNotFound) {
 			return nil, ErrInvalid // revoked or rotated meanwhile
 		}

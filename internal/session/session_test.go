@@ -26,9 +26,13 @@ func (f *fakeStore) SessionByTokenHash(_ context.Context, h []byte) (
 	return &s, &u, nil
 }
 
-func (f *fakeStore) TouchSession(_ context.Context, h []byte, seen, exp time.Time) error {
+func (f *fakeStore) TouchSession(_ context.Context, h []byte, prev, seen,
+	exp time.Time) error {
 	if f.s == nil || !bytes.Equal(h, f.s.TokenHash) {
 		return model.ErrNotFound
+	}
+	if !f.s.LastSeenAt.Equal(prev) {
+		return nil
 	}
 	f.touches++
 	f.s.LastSeenAt, f.s.ExpiresAt = seen, exp
