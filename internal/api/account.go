@@ -57,22 +57,35 @@ func (s *Server) checkBrowserCredentials(r *http.Request, tr transport) error {
 	return nil
 }
 
-// signup handles POST /v1/signup: creates an account and a session.
-func (s *Server) signup(w http.ResponseWriter, r *http.Request) error {
+// beginCredentials runs the checks signup and login share, in the
+// contract's order: the body's size and type, the origin check, and the
+// client address's budget in lim, which it reserves. A malformed body comes
+// back as perr, to be answered after those (429 precedes 400).
+func (s *Server) beginCredentials(w http.ResponseWriter, r *http.Request, lim *ipLimiter,
+	kind string) (in credentialsInput, tr transport, ipKey string, perr, err error) {
 	c, err := s.begin(w, r, rules{body: true})
 	if err != nil {
-		return err
+		return in, tr, "", nil, err
 	}
-	in, tr, perr := decodeCredentials(c.body)
+	in, tr, perr = decodeCredentials(c.body)
 	if err := s.checkBrowserCredentials(r, tr); err != nil {
-		return err
+		return in, tr, "", nil, err
 	}
+	ipKey = clientKey(r)
+	if wait := lim.reserve(ipKey); wait > 0 {
+		s.metrics.throttled.WithLabelValues(kind).Inc()
+		return in, tr, "", nil, rateLimited(retryAfter(wait))
+	}
+	return in, tr, ipKey, perr, nil
+}
+
+// signup handles POST /v1/signup: creates an account and a session.
+func (s *Server) signup(w http.ResponseWriter, r *http.Request) error {
 	// Every well-formed signup counts against the client address, a 409
 	// included: it tells whether an address has an account.
-	ipKey := clientKey(r)
-	if wait := s.signupIP.reserve(ipKey); wait > 0 {
-		s.metrics.throttled.WithLabelValues("signup_ip").Inc()
-		return rateLimited(retryAfter(wait))
+	in, tr, ipKey, perr, err := s.beginCredentials(w, r, s.signupIP, "signup_ip")
+	if err != nil {
+		return err
 	}
 	if perr != nil {
 		s.signupIP.refund(ipKey)
@@ -119,20 +132,11 @@ func (s *Server) signup(w http.ResponseWriter, r *http.Request) error {
 
 // login handles POST /v1/login.
 func (s *Server) login(w http.ResponseWriter, r *http.Request) error {
-	c, err := s.begin(w, r, rules{body: true})
-	if err != nil {
-		return err
-	}
-	in, tr, perr := decodeCredentials(c.body)
-	if err := s.checkBrowserCredentials(r, tr); err != nil {
-		return err
-	}
 	// The attempt is counted against the client address before anything
 	// is checked, and given back unless it ends as a failed login.
-	ipKey := clientKey(r)
-	if wait := s.loginIP.reserve(ipKey); wait > 0 {
-		s.metrics.throttled.WithLabelValues("login_ip").Inc()
-		return rateLimited(retryAfter(wait))
+	in, tr, ipKey, perr, err := s.beginCredentials(w, r, s.loginIP, "login_ip")
+	if err != nil {
+		return err
 	}
 	failed := false
 	defer func() {
