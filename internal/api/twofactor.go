@@ -227,14 +227,7 @@ func (s *Server) newRecoveryCodes() ([]string, [][]byte, error) {
 // totpEnable handles POST /v1/2fa/totp/enable: the code from the pending
 // secret confirms it as the user's factor and returns recovery codes.
 func (s *Server) totpEnable(w http.ResponseWriter, r *http.Request) error {
-	c, err := s.begin(w, r, rules{body: true, access: full, recent: true})
-	if err != nil {
-		return err
-	}
-	if err := s.checkSecondFactorThrottle(c.user); err != nil {
-		return err
-	}
-	code, err := decodeCode(c.body)
+	c, code, err := s.beginCode(w, r, rules{body: true, access: full, recent: true})
 	if err != nil {
 		return err
 	}
@@ -306,10 +299,12 @@ func checkPartial(c *call) error {
 	return nil
 }
 
-// beginPartial runs the checks verify and recovery share, in the
-// contract's order, and counts the attempt; it returns the code sent.
-func (s *Server) beginPartial(w http.ResponseWriter, r *http.Request) (*call, string, error) {
-	c, err := s.begin(w, r, rules{body: true, access: partial})
+// beginCode runs the checks every endpoint taking a {code} body starts
+// with, in the contract's order: the endpoint's rules, the second-factor
+// throttle (429), then the body (400). It returns the code sent.
+func (s *Server) beginCode(w http.ResponseWriter, r *http.Request, rl rules) (*call, string,
+	error) {
+	c, err := s.begin(w, r, rl)
 	if err != nil {
 		return nil, "", err
 	}
@@ -317,6 +312,16 @@ func (s *Server) beginPartial(w http.ResponseWriter, r *http.Request) (*call, st
 		return nil, "", err
 	}
 	code, err := decodeCode(c.body)
+	if err != nil {
+		return nil, "", err
+	}
+	return c, code, nil
+}
+
+// beginPartial runs the checks verify and recovery share, in the
+// contract's order, and counts the attempt; it returns the code sent.
+func (s *Server) beginPartial(w http.ResponseWriter, r *http.Request) (*call, string, error) {
+	c, code, err := s.beginCode(w, r, rules{body: true, access: partial})
 	if err != nil {
 		return nil, "", err
 	}
@@ -453,14 +458,7 @@ func (s *Server) recoveryCodes(w http.ResponseWriter, r *http.Request) error {
 // code, the second factor, pending setup and recovery codes go, and every
 // other session is revoked.
 func (s *Server) totpDisable(w http.ResponseWriter, r *http.Request) error {
-	c, err := s.begin(w, r, rules{body: true, access: full, recent: true})
-	if err != nil {
-		return err
-	}
-	if err := s.checkSecondFactorThrottle(c.user); err != nil {
-		return err
-	}
-	code, err := decodeCode(c.body)
+	c, code, err := s.beginCode(w, r, rules{body: true, access: full, recent: true})
 	if err != nil {
 		return err
 	}
