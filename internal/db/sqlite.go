@@ -706,6 +706,15 @@ func sqliteConsumeProof(ctx context.Context, tx *sql.Tx, userID string, step int
 // model.ErrNotFound for an unknown user, model.ErrTwoFactorDisabled without
 // a secret, model.ErrStepUsed otherwise.
 func sqliteProofError(ctx context.Context, tx *sql.Tx, userID string) error {
+	if err := sqliteHasTwoFactor(ctx, tx, userID); err != nil {
+		return err
+	}
+	return model.ErrStepUsed
+}
+
+// sqliteHasTwoFactor returns nil if the user has a second factor,
+// model.ErrTwoFactorDisabled if not, model.ErrNotFound for an unknown user.
+func sqliteHasTwoFactor(ctx context.Context, tx *sql.Tx, userID string) error {
 	var enabled bool
 	err := tx.QueryRowContext(ctx,
 		`SELECT two_factor_secret IS NOT NULL FROM users WHERE id = $1`, userID).
@@ -718,7 +727,7 @@ func sqliteProofError(ctx context.Context, tx *sql.Tx, userID string) error {
 	case !enabled:
 		return model.ErrTwoFactorDisabled
 	}
-	return model.ErrStepUsed
+	return nil
 }
 
 // PassSecondFactor records a passed second factor as documented on Store.
@@ -794,17 +803,8 @@ func (s *sqliteStore) ReplaceRecoveryCodes(ctx context.Context, userID string,
 	hashes [][]byte, now time.Time) error {
 	op := "replace recovery codes of " + userID
 	return s.inTx(ctx, op, func(ctx context.Context, tx *sql.Tx) error {
-		var enabled bool
-		err := tx.QueryRowContext(ctx,
-			`SELECT two_factor_secret IS NOT NULL FROM users WHERE id = $1`, userID).
-			Scan(&enabled)
-		switch {
-		case errors.Is(err, sql.ErrNoRows):
-			return model.ErrNotFound
-		case err != nil:
+		if err := sqliteHasTwoFactor(ctx, tx, userID); err != nil {
 			return err
-		case !enabled:
-			return model.ErrTwoFactorDisabled
 		}
 		return sqlitePutRecoveryCodes(ctx, tx, userID, hashes, now)
 	})
